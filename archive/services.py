@@ -1,0 +1,168 @@
+"""Storing instances in the archive: the one path every receiver takes.
+
+STOW-RS, C-STORE, the ingest jobs and the meshing jobs all hand a finished temporary
+file to ``store_file``. The order is fixed: check the file, move it into storage (fsync
+and atomic rename), then commit the index rows. If the commit fails the file is removed,
+so there is never a row without a file; a crash between the rename and the commit can
+leave a file without a row, which ``manage.py verify`` reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from .errors import Conflict, InvalidInput
+from .indexing import IndexEntry, read_index_entry, sha256_file
+from .models import Instance, Patient, Series, Study, Visibility
+from .storage import get_storage, instance_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    instance: Instance
+    created: bool  # False when the same bytes were already stored
+
+
+def store_file(
+    temp_path: str | Path,
+    *,
+    sha256: str | None = None,
+    received_from: str = "",
+    owner=None,
+    visibility: str | None = None,
+) -> StoreOutcome:
+    """Admit one finished Part 10 temporary file into the archive.
+
+    The temporary file is consumed: moved into storage on success, removed on failure.
+
+    Raises
+    ------
+    InvalidInput
+        The file is not a whole, readable DICOM instance.
+    Conflict
+        The SOP Instance UID is stored already with other bytes, and the duplicate
+        policy is "reject".
+    """
+    temp_path = Path(temp_path)
+    admitted: str | None = None
+    try:
+        entry = read_index_entry(temp_path)
+        digest = sha256 or sha256_file(temp_path)
+        existing = Instance.objects.filter(sop_uid=entry.sop_uid).select_related("series__study").first()
+        if existing is not None:
+            if existing.sha256 == digest:
+                return StoreOutcome(existing, created=False)
+            if settings.VITRINE_DUPLICATE_POLICY != "replace":
+                raise Conflict(
+                    f"SOP Instance UID {entry.sop_uid} is stored already with different bytes",
+                )
+            _check_same_place(existing, entry)
+        storage = get_storage()
+        name = instance_name(entry.study_uid, entry.series_uid, entry.sop_uid, digest)
+        storage.admit(name, temp_path)
+        admitted = name
+        try:
+            instance = _index(entry, name, digest, received_from, owner, visibility, existing)
+        except IntegrityError:
+            # Another receiver stored the same SOP Instance UID a moment ago.
+            storage.delete(name)
+            admitted = None
+            raced = Instance.objects.get(sop_uid=entry.sop_uid)
+            if raced.sha256 == digest:
+                return StoreOutcome(raced, created=False)
+            raise Conflict(f"SOP Instance UID {entry.sop_uid} is stored already with different bytes") from None
+        if existing is not None and existing.path != name:
+            transaction.on_commit(lambda: storage.delete(existing.path))
+        admitted = None
+        return StoreOutcome(instance, created=True)
+    except BaseException:
+        if admitted is not None:
+            get_storage().delete(admitted)
+        raise
+    finally:
+        if temp_path.exists():
+            temp_path.unlink()
+
+
+def _check_same_place(existing: Instance, entry: IndexEntry) -> None:
+    if (existing.series.series_uid, existing.series.study.study_uid) != (entry.series_uid, entry.study_uid):
+        raise Conflict(
+            f"SOP Instance UID {entry.sop_uid} is stored already under another study or series"
+        )
+
+
+def _index(
+    entry: IndexEntry, name: str, digest: str, received_from: str, owner, visibility, existing
+) -> Instance:
+    size = os.path.getsize(get_storage().path(name))
+    with transaction.atomic():
+        patient, _ = Patient.objects.get_or_create(
+            patient_id=entry.patient["patient_id"],
+            issuer=entry.patient["issuer"],
+            defaults={k: entry.patient[k] for k in ("patient_name", "birth_date", "sex")},
+        )
+        study, study_created = Study.objects.get_or_create(
+            study_uid=entry.study_uid,
+            defaults={
+                **entry.study,
+                "patient": patient,
+                "owner": owner,
+                "visibility": visibility or Visibility.PRIVATE,
+            },
+        )
+        if not study_created and study.patient_id != patient.pk:
+            raise InvalidInput(
+                f"study {entry.study_uid} belongs to patient {study.patient.patient_id!r}, "
+                f"not {entry.patient['patient_id']!r}"
+            )
+        series, series_created = Series.objects.get_or_create(
+            series_uid=entry.series_uid, defaults={**entry.series, "study": study}
+        )
+        if not series_created and series.study_id != study.pk:
+            raise InvalidInput(f"series {entry.series_uid} belongs to another study")
+        fields = dict(
+            sop_class_uid=entry.sop_class_uid,
+            transfer_syntax_uid=entry.transfer_syntax_uid,
+            size_bytes=size,
+            sha256=digest,
+            path=name,
+            metadata=entry.metadata,
+            received_from=received_from[:64],
+            **entry.instance,
+        )
+        if existing is not None:
+            Instance.objects.filter(pk=existing.pk).update(**fields)
+            existing.refresh_from_db()
+            return existing
+        instance = Instance.objects.create(sop_uid=entry.sop_uid, series=series, **fields)
+        Series.objects.filter(pk=series.pk).update(num_instances=F("num_instances") + 1)
+        study_update = {"num_instances": F("num_instances") + 1}
+        if series_created:
+            study_update["num_series"] = F("num_series") + 1
+        modality = entry.series["modality"]
+        if modality and modality not in study.modalities.split("\\"):
+            study_update["modalities"] = "\\".join(filter(None, [*study.modalities.split("\\"), modality]))
+        Study.objects.filter(pk=study.pk).update(**study_update)
+        return instance
+
+
+def delete_study(study: Study) -> int:
+    """Remove a study's rows, then its files once the deletion has committed."""
+    names = list(Instance.objects.filter(series__study=study).values_list("path", flat=True))
+    patient = study.patient
+    with transaction.atomic():
+        study.delete()
+        if not patient.studies.exists():
+            patient.delete()
+        storage = get_storage()
+        transaction.on_commit(lambda: [storage.delete(n) for n in names])
+    return len(names)

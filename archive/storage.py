@@ -1,0 +1,87 @@
+"""Where instance files live, behind Django's Storage API.
+
+The default is a directory (``VITRINE_STORAGE``, ``./var/dicom``). Files arrive in
+``<location>/.incoming`` and enter the archive by fsync and an atomic rename, so a file
+is either whole at its final name or not there at all.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.storage import FileSystemStorage, Storage
+from django.utils.module_loading import import_string
+
+from .errors import OutOfResources
+
+INCOMING = ".incoming"
+
+
+def instance_name(study_uid: str, series_uid: str, sop_uid: str, sha256: str) -> str:
+    """The storage name of one instance: its UIDs, and a digest prefix so that a
+    replacement never overwrites the file it replaces."""
+    return f"{study_uid}/{series_uid}/{sop_uid}.{sha256[:12]}.dcm"
+
+
+class ArchiveFileStorage(FileSystemStorage):
+    """A FileSystemStorage that admits files by fsync and atomic rename."""
+
+    def incoming_dir(self) -> Path:
+        path = Path(self.location) / INCOMING
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def incoming_file(self, suffix: str = ".part"):
+        """A new temporary file on the archive's own filesystem (opened ``w+b``)."""
+        return tempfile.NamedTemporaryFile(dir=self.incoming_dir(), suffix=suffix, delete=False)
+
+    def admit(self, name: str, temp_path: str | Path) -> None:
+        """Move a finished temporary file to ``name``: fsync, rename, fsync the folder."""
+        final = Path(self.path(name))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(temp_path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp_path, final)
+            dir_fd = os.open(final.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            if exc.errno == 28:  # ENOSPC
+                raise OutOfResources("the archive storage is full") from None
+            raise
+
+    def walk_names(self):
+        """Every stored file name, the incoming folder left out."""
+        root = Path(self.location)
+        if not root.exists():
+            return
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if d != INCOMING]
+            for filename in filenames:
+                yield str(Path(dirpath, filename).relative_to(root))
+
+
+@lru_cache(maxsize=1)
+def get_storage() -> ArchiveFileStorage:
+    """The configured archive storage.
+
+    ``VITRINE_STORAGE`` is a folder, or ``dotted.StorageClass:location`` for another
+    backend that offers the same ``incoming_file``/``admit``/``walk_names`` methods.
+    """
+    spec = settings.VITRINE_STORAGE
+    if ":" in spec and not os.path.isabs(spec.split(":", 1)[0]) and "." in spec.split(":", 1)[0]:
+        dotted, location = spec.split(":", 1)
+        storage: Storage = import_string(dotted)(location=location)
+    else:
+        storage = ArchiveFileStorage(location=spec)
+    return storage  # type: ignore[return-value]

@@ -1,0 +1,11 @@
+"""Root URLs."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("dicomweb/", include("archive.dicomweb.urls")),
+    path("api/", include("archive.api.urls")),
+]

@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class Models3dConfig(AppConfig):
+    name = "models3d"

@@ -1,0 +1,98 @@
+"""The store path: checks, fixity, duplicates, and nothing half-written."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+
+from archive.errors import Conflict, InvalidInput
+from archive.indexing import sha256_file
+from archive.models import Instance, Patient, Series, Study
+from archive.services import store_file
+from archive.storage import get_storage
+from tests.conftest import stored_files
+from tests.factories.datasets import ct_series, ct_slice, to_bytes
+
+pytestmark = [pytest.mark.django_db, pytest.mark.integration]
+
+
+def _incoming(data: bytes):
+    with get_storage().incoming_file() as fp:
+        fp.write(data)
+    return fp.name
+
+
+def test_store_indexes_and_keeps_bytes(archive_storage):
+    datasets = ct_series(3)
+    for ds in datasets:
+        store_file(_incoming(to_bytes(ds)), received_from="test")
+    study = Study.objects.get()
+    assert (study.num_series, study.num_instances, study.modalities) == (1, 3, "CT")
+    assert Series.objects.get().num_instances == 3
+    for ds in datasets:
+        instance = Instance.objects.get(sop_uid=ds.SOPInstanceUID)
+        path = get_storage().path(instance.path)
+        assert open(path, "rb").read() == to_bytes(ds)
+        assert instance.sha256 == sha256_file(path)
+        assert instance.size_bytes == len(to_bytes(ds))
+        assert instance.metadata["00100020"] == {"vr": "LO", "Value": ["P-001"]}
+        assert "BulkDataURI" in instance.metadata["7FE00010"]
+    assert stored_files(archive_storage / ".incoming") == []
+
+
+def test_same_bytes_twice_is_a_noop():
+    data = to_bytes(ct_slice())
+    first = store_file(_incoming(data))
+    second = store_file(_incoming(data))
+    assert first.created and not second.created
+    assert Instance.objects.count() == 1
+    assert Study.objects.get().num_instances == 1
+
+
+def test_different_bytes_same_uid_is_refused(archive_storage):
+    ds = ct_slice()
+    store_file(_incoming(to_bytes(ds)))
+    ds.StudyDescription = "changed"
+    with pytest.raises(Conflict):
+        store_file(_incoming(to_bytes(ds)))
+    assert Instance.objects.get().metadata["00081030"]["Value"] == ["Synthetic CT"]
+    assert len([f for f in stored_files(archive_storage) if f.endswith(".dcm")]) == 1
+
+
+@override_settings(VITRINE_DUPLICATE_POLICY="replace")
+def test_replace_policy_swaps_the_file(archive_storage, django_capture_on_commit_callbacks):
+    ds = ct_slice()
+    store_file(_incoming(to_bytes(ds)))
+    ds.StudyDescription = "changed"
+    with django_capture_on_commit_callbacks(execute=True):
+        store_file(_incoming(to_bytes(ds)))
+    instance = Instance.objects.get()
+    assert open(get_storage().path(instance.path), "rb").read() == to_bytes(ds)
+    assert stored_files(archive_storage) == [instance.path]
+
+
+@pytest.mark.parametrize(
+    "mangle, reason",
+    [
+        (lambda b: b[:-100], "truncated"),
+        (lambda b: b"\0" * 128 + b"NOPE" + b[132:], "DICM"),
+        (lambda b: b"not dicom at all", "DICM"),
+    ],
+)
+def test_bad_files_leave_nothing(archive_storage, mangle, reason):
+    with pytest.raises(InvalidInput, match=reason):
+        store_file(_incoming(mangle(to_bytes(ct_slice(size=32)))))
+    assert Instance.objects.count() == Study.objects.count() == Patient.objects.count() == 0
+    assert stored_files(archive_storage) == []
+
+
+@pytest.mark.parametrize("keyword", ["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"])
+def test_missing_uid_is_refused(archive_storage, keyword):
+    ds = ct_slice()
+    delattr(ds, keyword)
+    if keyword == "SOPInstanceUID":
+        del ds.file_meta.MediaStorageSOPInstanceUID
+    with pytest.raises(InvalidInput, match=keyword):
+        store_file(_incoming(to_bytes(ds)))
+    assert Instance.objects.count() == 0
+    assert stored_files(archive_storage) == []
