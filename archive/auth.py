@@ -21,7 +21,8 @@ from rest_framework import authentication, permissions
 from .errors import Forbidden, Unauthorized
 from .models import ApiToken, is_curator
 
-_basic_cache: dict[str, tuple[float, int]] = {}
+# sha256(credentials) → (expiry, user pk, the user's password hash when checked)
+_basic_cache: dict[str, tuple[float, int, str]] = {}
 _basic_lock = threading.Lock()
 
 
@@ -54,13 +55,14 @@ def _basic_user(credentials: str):
         hit = _basic_cache.get(key)
     if hit and hit[0] > now:
         user = get_user_model().objects.filter(pk=hit[1], is_active=True).first()
-        if user is not None:
+        # A changed password or a different user behind the same pk misses the cache.
+        if user is not None and user.password == hit[2] and user.get_username() == username:
             return user
     user = authenticate(username=username, password=password)
     if user is None or not user.is_active:
         raise Unauthorized("wrong user name or password")
     with _basic_lock:
-        _basic_cache[key] = (now + settings.VITRINE_BASIC_AUTH_CACHE_S, user.pk)
+        _basic_cache[key] = (now + settings.VITRINE_BASIC_AUTH_CACHE_S, user.pk, user.password)
     return user
 
 

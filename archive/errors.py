@@ -18,6 +18,9 @@ class ArchiveError(Exception):
     code = "error"
     http_status = 500
     dimse_status: int | None = 0xC000
+    # Set by the store when the failing instance is known, for per-instance reports.
+    sop_uid = ""
+    sop_class_uid = ""
 
     def __init__(self, detail: str, *, dimse_status: int | None = None) -> None:
         super().__init__(detail)

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from .errors import Conflict, InvalidInput
+from .errors import ArchiveError, Conflict, InvalidInput
 from .indexing import IndexEntry, read_index_entry, sha256_file
 from .models import Instance, Patient, Series, Study, Visibility
 from .storage import get_storage, instance_name
@@ -39,6 +39,7 @@ def store_file(
     received_from: str = "",
     owner=None,
     visibility: str | None = None,
+    expect_study_uid: str | None = None,
 ) -> StoreOutcome:
     """Admit one finished Part 10 temporary file into the archive.
 
@@ -54,8 +55,14 @@ def store_file(
     """
     temp_path = Path(temp_path)
     admitted: str | None = None
+    entry: IndexEntry | None = None
     try:
         entry = read_index_entry(temp_path)
+        if expect_study_uid and entry.study_uid != expect_study_uid:
+            raise InvalidInput(
+                f"the instance belongs to study {entry.study_uid}, not to {expect_study_uid}",
+                dimse_status=0xA900,
+            )
         digest = sha256 or sha256_file(temp_path)
         existing = Instance.objects.filter(sop_uid=entry.sop_uid).select_related("series__study").first()
         if existing is not None:
@@ -67,6 +74,7 @@ def store_file(
                 )
             _check_same_place(existing, entry)
         storage = get_storage()
+        replaced = existing.path if existing is not None else None
         name = instance_name(entry.study_uid, entry.series_uid, entry.sop_uid, digest)
         storage.admit(name, temp_path)
         admitted = name
@@ -80,13 +88,16 @@ def store_file(
             if raced.sha256 == digest:
                 return StoreOutcome(raced, created=False)
             raise Conflict(f"SOP Instance UID {entry.sop_uid} is stored already with different bytes") from None
-        if existing is not None and existing.path != name:
-            transaction.on_commit(lambda: storage.delete(existing.path))
+        if replaced is not None and replaced != name:
+            transaction.on_commit(lambda: storage.delete(replaced))
         admitted = None
         return StoreOutcome(instance, created=True)
-    except BaseException:
+    except BaseException as exc:
         if admitted is not None:
             get_storage().delete(admitted)
+        if isinstance(exc, ArchiveError) and entry is not None:
+            # Receivers report which instance failed (STOW-RS FailedSOPSequence).
+            exc.sop_uid, exc.sop_class_uid = entry.sop_uid, entry.sop_class_uid
         raise
     finally:
         if temp_path.exists():

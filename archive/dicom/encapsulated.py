@@ -24,6 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
 
+from archive.dicom.part10 import file_meta_for
 from archive.dicom.refs import (
     VITRINE_EQUIPMENT,
     Equipment,
@@ -206,6 +207,7 @@ def build_document_header(
         ds.SourceInstanceSequence = source.source_instance_sequence()
     if model is not None:
         _apply_model(ds, model, source)
+    ds.file_meta = file_meta_for(ds)
     return ds
 
 
@@ -253,6 +255,8 @@ def _apply_model(ds: Dataset, model: ModelInfo, source: SourceSeriesRef | None) 
 def _build(kind: DocumentKind, payload: bytes, **kwargs: object) -> Dataset:
     if not isinstance(payload, (bytes, bytearray, memoryview)):
         raise TypeError(f"{kind.name} payload must be bytes, got {type(payload).__name__}")
+    if len(payload) == 0:
+        raise InvalidInput(f"{kind.name} payload must not be empty (EncapsulatedDocument is Type 1)")
     ds = build_document_header(kind, length=len(payload), **kwargs)  # type: ignore[arg-type]
     data = bytes(payload)
     # OB values have even length (PS3.5 7.1.1); the true length is recorded above.
@@ -369,7 +373,7 @@ def read_encapsulated_document(ds: Dataset, *, kind: DocumentKind | None = None)
         )
     if "EncapsulatedDocument" not in ds:
         raise InvalidInput("EncapsulatedDocument (0042,0011) is missing")
-    data = bytes(ds.EncapsulatedDocument)
+    data = bytes(ds.EncapsulatedDocument or b"")
     length = ds.get("EncapsulatedDocumentLength")
     if length is None:
         return data

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import struct
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -115,12 +115,18 @@ def write_document_file(
     payload: BinaryIO,
     length: int,
     chunk_size: int = CHUNK_SIZE,
+    on_chunk: Callable[[bytes], None] | None = None,
+    trailer: Callable[[], Dataset] | None = None,
 ) -> Path:
     """Write ``ds`` with its Encapsulated Document streamed from ``payload``.
 
     ``ds`` must not hold (0042,0011); ``length`` bytes are copied from the current
     position of ``payload`` and padded with one NUL to even length (PS3.5 7.1.1). The
     true length belongs in EncapsulatedDocumentLength, which the builder sets.
+
+    ``on_chunk`` sees every chunk as it is copied (to measure or hash in the same
+    pass); ``trailer`` is called after the copy and returns elements to add, all with
+    tags above (0042,0011), so values computed from the payload still land in order.
 
     Raises
     ------
@@ -146,9 +152,16 @@ def write_document_file(
                     f"payload ended {remaining} bytes before its declared length {length}"
                 )
             fp.write(chunk)
+            if on_chunk is not None:
+                on_chunk(chunk)
             remaining -= len(chunk)
         if length & 1:
             fp.write(b"\x00")
+        if trailer is not None:
+            late = trailer()
+            if any(elem.tag <= ENCAPSULATED_DOCUMENT for elem in late):
+                raise ValueError("trailer elements must come after (0042,0011)")
+            after.update(late)
         write_dataset(out, after)
     return Path(path)
 

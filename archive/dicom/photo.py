@@ -21,6 +21,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, UID
 
 from archive.dicom.jpeg import read_jpeg_info, transfer_syntax_for
+from archive.dicom.part10 import file_meta_for
 from archive.dicom.refs import (
     VITRINE_EQUIPMENT,
     Equipment,
@@ -159,6 +160,7 @@ def build_photo_from_jpeg(
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
     ds.PixelData = encapsulate([bytes(jpeg)])
     ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
     _set_syntax(ds, syntax)
     return ds
 
@@ -235,10 +237,7 @@ def _pixel_module(ds: Dataset, *, rows: int, columns: int, samples: int, photome
 
 
 def _set_syntax(ds: Dataset, syntax: str) -> None:
-    from pydicom.dataset import FileMetaDataset
-
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = UID(syntax)
+    ds.file_meta = file_meta_for(ds, UID(syntax))
 
 
 def _check_photo(ds: Dataset) -> None:

@@ -239,13 +239,13 @@ class MeshMeasurements:
                 raise InvalidInput(f"{name} must be >= 0, got {value}")
 
     def describe(self) -> str:
-        """A one-line summary fit for Content Description (LO would be too short: ST)."""
-        parts = [f"{self.triangles} triangles"]
+        """A compact summary that fits Content Description (LO, 64 characters)."""
+        parts = [f"{self.triangles} tri"]
         if self.bbox_min_mm is not None and self.bbox_max_mm is not None:
             size = [b - a for a, b in zip(self.bbox_min_mm, self.bbox_max_mm)]
-            parts.append("extent {:.3g} x {:.3g} x {:.3g} mm".format(*size))
+            parts.append("{:.4g}x{:.4g}x{:.4g} mm".format(*size))
         if self.area_mm2 is not None:
-            parts.append(f"area {self.area_mm2:.6g} mm2")
+            parts.append(f"{self.area_mm2:.5g} mm2")
         if self.volume_mm3 is not None:
-            parts.append(f"volume {self.volume_mm3:.6g} mm3")
-        return ", ".join(parts)
+            parts.append(f"{self.volume_mm3:.5g} mm3")
+        return "; ".join(parts)[:64]

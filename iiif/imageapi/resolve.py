@@ -27,7 +27,8 @@ from iiif.imageapi.parse import (
     SizeKind,
 )
 
-__all__ = ["Limits", "PixelRegion", "ResolvedRequest", "resolve", "resolve_region", "resolve_size"]
+__all__ = ["Limits", "PixelRegion", "ResolvedRequest", "is_within_limits",
+    "resolve", "resolve_region", "resolve_size"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class ResolvedRequest:
     quality: Quality
     format: ImageFormat
     size_is_max: bool
+    """Whether the output is what ``max`` gives: canonical size is then ``max``."""
 
     @property
     def final_size(self) -> tuple[int, int]:
@@ -158,13 +160,14 @@ def _fit(width: int, height: int, scale: float, limits: Limits) -> tuple[int, in
     """Scale down (floor) and step back until inside the limits."""
     w = max(1, math.floor(width * scale + 1e-9))
     h = max(1, math.floor(height * scale + 1e-9))
-    while not _within(w, h, limits) and w > 1:
+    while not is_within_limits(w, h, limits) and w > 1:
         w -= 1
         h = max(1, math.floor(height * w / width))
     return w, h
 
 
-def _within(w: int, h: int, limits: Limits) -> bool:
+def is_within_limits(w: int, h: int, limits: Limits) -> bool:
+    """Whether a ``w x h`` image respects the limits."""
     max_height = limits.effective_max_height
     return (
         (limits.max_width is None or w <= limits.max_width)
@@ -234,7 +237,7 @@ def resolve_size(size: Size, region: PixelRegion, limits: Limits) -> tuple[int, 
             f"size {text!r} gives {w}x{h}, larger than the {rw}x{rh} region; prefix it with ^"
             " to upscale"
         )
-    if not _within(w, h, limits):
+    if not is_within_limits(w, h, limits):
         raise SizeLimitExceeded(
             f"size {text!r} gives {w}x{h}, beyond maxWidth={limits.max_width},"
             f" maxHeight={limits.effective_max_height}, maxArea={limits.max_area}"
@@ -285,5 +288,6 @@ def resolve(
         rotation=request.rotation,
         quality=request.quality,
         format=request.format,
-        size_is_max=request.size.kind is SizeKind.MAX,
+        size_is_max=(output_width, output_height)
+        == resolve_size(Size(SizeKind.MAX), region, limits),
     )

@@ -127,7 +127,9 @@ class OutputSet:
     def write(self, ds: Dataset, *, transfer_syntax_uid: str | None = None) -> OutputFile:
         """Write a complete data set (its pixel data already encoded)."""
         path = self.path_for(ds)
-        kwargs = {"transfer_syntax_uid": transfer_syntax_uid} if transfer_syntax_uid else {}
+        meta = getattr(ds, "file_meta", None)
+        syntax = transfer_syntax_uid or (meta.get("TransferSyntaxUID") if meta else None)
+        kwargs = {"transfer_syntax_uid": syntax} if syntax else {}
         write_dataset_file(path, ds, **kwargs)
         return self.record(ds, path)
 

@@ -90,8 +90,6 @@ def test_bad_files_leave_nothing(archive_storage, mangle, reason):
 def test_missing_uid_is_refused(archive_storage, keyword):
     ds = ct_slice()
     delattr(ds, keyword)
-    if keyword == "SOPInstanceUID":
-        del ds.file_meta.MediaStorageSOPInstanceUID
     with pytest.raises(InvalidInput, match=keyword):
         store_file(_incoming(to_bytes(ds)))
     assert Instance.objects.count() == 0

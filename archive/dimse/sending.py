@@ -1,0 +1,121 @@
+"""C-STORE sub-operations (C-GET, C-MOVE) that send the stored bytes unchanged.
+
+pynetdicom's C-GET and C-MOVE service classes take a ``Dataset`` per sub-operation and
+hand it to ``Association.send_c_store``, which encodes it again. Vitrine yields a small
+reference instead (``stored_reference``): a data set holding only the SOP Class and
+Instance UIDs plus the stored file's path, and ``install`` teaches ``send_c_store`` to
+send that file's data set bytes as they are, under a context with the stored transfer
+syntax. If the peer accepted no such context, a native (uncompressed) file is decoded
+and converted by pynetdicom; a compressed one fails its sub-operation, which the
+C-GET/C-MOVE response counts and lists in Failed SOP Instance UID List.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from io import BytesIO
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_STORE
+
+from .contexts import NATIVE_TRANSFER_SYNTAXES
+from .files import read_file_meta
+
+log = logging.getLogger(__name__)
+
+_PATH_ATTRIBUTE = "_vitrine_stored_path"
+_pynetdicom_send_c_store = Association.send_c_store
+
+
+def stored_reference(path: str | Path, sop_class_uid: str, sop_instance_uid: str) -> Dataset:
+    """A stand-in data set that ``send_c_store`` sends from the stored file at ``path``."""
+    ds = Dataset()
+    ds.SOPClassUID = sop_class_uid
+    ds.SOPInstanceUID = sop_instance_uid
+    object.__setattr__(ds, _PATH_ATTRIBUTE, str(path))
+    return ds
+
+
+def send_stored(
+    assoc: Association,
+    path: str | Path,
+    *,
+    msg_id: int = 1,
+    priority: int = 2,
+    originator_aet: str | None = None,
+    originator_id: int | None = None,
+) -> Dataset:
+    """Send one stored Part 10 file over ``assoc`` as a C-STORE request; return the
+    response's status data set (empty if the peer never answered).
+
+    Raises
+    ------
+    ValueError
+        The peer accepted no context for the file's SOP class in a transfer syntax that
+        the file is in or can be converted to.
+    """
+    data = Path(path).read_bytes()
+    stored = read_file_meta(data[:65536])
+    try:
+        context = assoc._get_valid_context(
+            stored.sop_class_uid, stored.transfer_syntax, "scu", allow_conversion=False
+        )
+    except ValueError:
+        if stored.transfer_syntax not in NATIVE_TRANSFER_SYNTAXES:
+            raise ValueError(
+                f"the peer accepted no context for {stored.sop_class_uid} in the stored "
+                f"transfer syntax {stored.transfer_syntax}, and Vitrine does not transcode "
+                "compressed pixel data"
+            ) from None
+        log.info("converting %s from %s for the peer", stored.sop_instance_uid, stored.transfer_syntax)
+        dataset = dcmread(BytesIO(data))
+        return _pynetdicom_send_c_store(assoc, dataset, msg_id, priority, originator_aet, originator_id)
+
+    request = C_STORE()
+    request.MessageID = msg_id
+    request.Priority = priority
+    request.AffectedSOPClassUID = stored.sop_class_uid
+    request.AffectedSOPInstanceUID = stored.sop_instance_uid
+    request.MoveOriginatorApplicationEntityTitle = originator_aet
+    request.MoveOriginatorMessageID = originator_id
+    request.DataSet = BytesIO(data[stored.dataset_offset :])
+
+    # As send_c_store does: hold the association's reactor while waiting for the answer.
+    assoc._reactor_checkpoint.clear()
+    while not assoc._is_paused:
+        time.sleep(0.0001)
+    try:
+        assoc.dimse.send_msg(request, context.context_id)
+        _, response = assoc.dimse.get_msg(block=True)
+    finally:
+        assoc._reactor_checkpoint.set()
+    if response is None:
+        assoc._handle_no_response()
+        return Dataset()
+    return assoc._check_received_status(response)
+
+
+def _send_c_store(
+    self: Association,
+    dataset,
+    msg_id: int = 1,
+    priority: int = 2,
+    originator_aet: str | None = None,
+    originator_id: int | None = None,
+) -> Dataset:
+    path = getattr(dataset, _PATH_ATTRIBUTE, None) if isinstance(dataset, Dataset) else None
+    if path is None:
+        return _pynetdicom_send_c_store(self, dataset, msg_id, priority, originator_aet, originator_id)
+    return send_stored(
+        self, path, msg_id=msg_id, priority=priority,
+        originator_aet=originator_aet, originator_id=originator_id,
+    )
+
+
+def install() -> None:
+    """Make ``Association.send_c_store`` accept ``stored_reference`` data sets (idempotent)."""
+    Association.send_c_store = _send_c_store  # type: ignore[method-assign]

@@ -1,0 +1,40 @@
+"""DIMSE status codes Vitrine answers with (PS3.7 Annex C, PS3.4 B.2.3 and C.4).
+
+One table per use, so that a handler never writes a bare hexadecimal number. Pure:
+imports no Django.
+"""
+
+from __future__ import annotations
+
+SUCCESS = 0x0000
+PENDING = 0xFF00
+CANCEL = 0xFE00
+
+# PS3.7 C.5: general statuses.
+REFUSED_NOT_AUTHORIZED = 0x0124
+DUPLICATE_SOP_INSTANCE = 0x0111
+
+# PS3.4 B.2.3: Storage Service Class.
+STORE_OUT_OF_RESOURCES = 0xA700
+STORE_DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+STORE_CANNOT_UNDERSTAND = 0xC000
+
+# PS3.4 C.4.1.1.4: Query/Retrieve - FIND.
+FIND_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+FIND_UNABLE_TO_PROCESS = 0xC001
+
+# PS3.4 C.4.2.1.5 and C.4.3.1.4: Query/Retrieve - MOVE and GET.
+RETRIEVE_MOVE_DESTINATION_UNKNOWN = 0xA801
+RETRIEVE_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+RETRIEVE_UNABLE_TO_PROCESS = 0xC002
+RETRIEVE_SUBOPERATIONS_FAILED = 0xA702
+RETRIEVE_WARNING = 0xB000
+
+# What an unexpected exception becomes, by service: a failure in the 0xC000 range.
+UNEXPECTED = {
+    "C-STORE": STORE_CANNOT_UNDERSTAND,
+    "C-FIND": FIND_UNABLE_TO_PROCESS,
+    "C-GET": RETRIEVE_UNABLE_TO_PROCESS,
+    "C-MOVE": RETRIEVE_UNABLE_TO_PROCESS,
+    "C-ECHO": STORE_CANNOT_UNDERSTAND,
+}

@@ -1,0 +1,194 @@
+"""STL files (binary and ASCII) to Encapsulated STL, streamed and measured in one pass.
+
+A binary STL is an 80-byte header, a uint32 triangle count and 50 bytes per triangle;
+its size must agree with the count exactly. We check that from ``stat`` before
+reading, then copy the file into the Part 10 output chunk by chunk while numpy
+measures each chunk (count, bounding box, area, signed volume), so memory stays flat
+whatever the file size. ASCII STL is parsed for the same measurements.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from archive.dicom.encapsulated import DocumentKind, ModelInfo, build_document_header
+from archive.dicom.part10 import write_document_file
+from archive.dicom.refs import MeshMeasurements
+from archive.errors import InvalidInput
+from ingest.converters.base import OutputFile, Target, output_set
+
+__all__ = ["StlKind", "MeshMeter", "convert_stl", "inspect_stl", "measure_ascii_stl"]
+
+_HEADER = 84
+_TRIANGLE = 50
+_TRI_DTYPE = np.dtype([("normal", "<f4", (3,)), ("v", "<f4", (3, 3)), ("attr", "<u2")])
+_VERTEX_RE = re.compile(rb"vertex\s+(\S+)\s+(\S+)\s+(\S+)")
+
+
+@dataclass(frozen=True)
+class StlKind:
+    """``binary`` with its declared triangle count, or ``ascii`` (count unknown yet)."""
+
+    binary: bool
+    triangles: int
+
+
+def inspect_stl(path: Path) -> StlKind:
+    """Tell binary from ASCII and check a binary file's size against its count.
+
+    Raises
+    ------
+    InvalidInput
+        If the file is too short, or its size disagrees with its triangle count.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as fp:
+        head = fp.read(_HEADER)
+    if size >= _HEADER:
+        (count,) = struct.unpack("<I", head[80:84])
+        if size == _HEADER + _TRIANGLE * count:
+            return StlKind(binary=True, triangles=count)
+    if head.lstrip().lower().startswith(b"solid"):
+        return StlKind(binary=False, triangles=0)
+    if size < _HEADER:
+        raise InvalidInput(
+            f"{path.name}: STL is truncated: {size} bytes, a binary STL needs at least {_HEADER}"
+        )
+    expected = _HEADER + _TRIANGLE * count
+    if size < expected:
+        raise InvalidInput(
+            f"{path.name}: binary STL is truncated: header declares {count} triangles "
+            f"({expected} bytes) but the file has {size} bytes"
+        )
+    raise InvalidInput(
+        f"{path.name}: binary STL triangle count {count} disagrees with the file size "
+        f"{size} bytes (expected {expected}, i.e. {(size - _HEADER) / _TRIANGLE:g} triangles)"
+    )
+
+
+class MeshMeter:
+    """Measures binary STL triangles fed in arbitrary chunks (header included)."""
+
+    def __init__(self) -> None:
+        self._skip = _HEADER
+        self._carry = b""
+        self.triangles = 0
+        self.area_mm2 = 0.0
+        self.volume_mm3 = 0.0
+        self.lo = np.full(3, np.inf)
+        self.hi = np.full(3, -np.inf)
+
+    def feed(self, chunk: bytes) -> None:
+        if self._skip:
+            taken = min(self._skip, len(chunk))
+            self._skip -= taken
+            chunk = chunk[taken:]
+        data = self._carry + chunk if self._carry else chunk
+        whole = len(data) - len(data) % _TRIANGLE
+        self._carry = bytes(data[whole:])
+        if whole:
+            self._measure(np.frombuffer(data, dtype=_TRI_DTYPE, count=whole // _TRIANGLE))
+
+    def _measure(self, tris: np.ndarray) -> None:
+        v = tris["v"].astype(np.float64)
+        a, b, c = v[:, 0], v[:, 1], v[:, 2]
+        cross = np.cross(b - a, c - a)
+        self.area_mm2 += 0.5 * float(np.sqrt(np.einsum("ij,ij->i", cross, cross)).sum())
+        # Signed volume of the tetrahedra to the origin (divergence theorem).
+        self.volume_mm3 += float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum()) / 6.0
+        flat = v.reshape(-1, 3)
+        self.lo = np.minimum(self.lo, flat.min(axis=0))
+        self.hi = np.maximum(self.hi, flat.max(axis=0))
+        self.triangles += len(tris)
+
+    def result(self) -> MeshMeasurements:
+        if self.triangles and not (np.isfinite(self.lo).all() and np.isfinite(self.hi).all()):
+            raise InvalidInput("STL has non-finite (NaN or infinite) vertex coordinates")
+        bbox = self.triangles > 0
+        return MeshMeasurements(
+            triangles=self.triangles,
+            area_mm2=self.area_mm2,
+            volume_mm3=abs(self.volume_mm3),
+            bbox_min_mm=tuple(float(x) for x in self.lo) if bbox else None,  # type: ignore[arg-type]
+            bbox_max_mm=tuple(float(x) for x in self.hi) if bbox else None,  # type: ignore[arg-type]
+        )
+
+
+def measure_ascii_stl(data: bytes, name: str = "STL") -> MeshMeasurements:
+    """Parse an ASCII STL's vertices and measure it.
+
+    Raises
+    ------
+    InvalidInput
+        If a vertex is not three numbers, the vertex count is not a multiple of 3, or
+        the file does not end with ``endsolid``.
+    """
+    found = _VERTEX_RE.findall(data)
+    if len(found) % 3:
+        raise InvalidInput(f"{name}: ASCII STL has {len(found)} vertices, not a multiple of 3")
+    if b"endsolid" not in data[-1024:].lower():
+        raise InvalidInput(f"{name}: ASCII STL does not end with 'endsolid' (truncated?)")
+    try:
+        coords = np.array(found, dtype=np.float64).reshape(-1, 9)
+    except ValueError as exc:
+        raise InvalidInput(f"{name}: ASCII STL has a non-numeric vertex ({exc})") from exc
+    meter = MeshMeter()
+    meter._skip = 0
+    tris = np.zeros(len(coords), dtype=_TRI_DTYPE)
+    tris["v"] = coords.reshape(-1, 3, 3)
+    meter._measure(tris)
+    return meter.result()
+
+
+def convert_stl(path: Path, target: Target) -> list[OutputFile]:
+    """Encapsulate one STL file (streamed) in ``target.out_dir``.
+
+    Raises
+    ------
+    InvalidInput
+        For truncated files, count/size mismatches and malformed ASCII STL.
+    """
+    path = Path(path)
+    kind = inspect_stl(path)
+    length = path.stat().st_size
+    series = target.new_series(path.name)
+    model_group = target.uids()
+    frame_of_reference = target.uids()
+    model = ModelInfo(frame_of_reference_uid=frame_of_reference, model_group_uid=model_group)
+    ds = build_document_header(
+        DocumentKind.STL, length=length, patient=target.patient, study=target.study,
+        series=series, instance_uid=target.uids(), created=target.now,
+        title=path.name[:64], equipment=target.equipment, model=model,
+    )
+    if target.extra is not None:
+        ds.update(target.extra)
+    meter = MeshMeter()
+    ascii_measurements: list[MeshMeasurements] = []
+    if not kind.binary:
+        ascii_measurements.append(measure_ascii_stl(path.read_bytes(), path.name))
+    progress = {"done": 0}
+
+    def on_chunk(chunk: bytes) -> None:
+        if kind.binary:
+            meter.feed(chunk)
+        progress["done"] += len(chunk)
+        target.on_progress("stl", progress["done"] / max(length, 1))
+
+    def trailer() -> Dataset:
+        measured = meter.result() if kind.binary else ascii_measurements[0]
+        late = Dataset()
+        late.ContentDescription = measured.describe()[:64]
+        return late
+
+    target.on_progress("stl", 0.0)
+    with output_set(target.out_dir, path.name) as outputs, open(path, "rb") as payload:
+        out = outputs.path_for(ds)
+        write_document_file(out, ds, payload=payload, length=length, on_chunk=on_chunk, trailer=trailer)
+        outputs.record(ds, out)
+    return outputs.files
