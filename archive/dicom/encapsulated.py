@@ -239,13 +239,13 @@ def _apply_model(ds: Dataset, model: ModelInfo, source: SourceSeriesRef | None) 
     if model.derivation:
         ds.DerivationDescription = model.derivation
         ds.DerivationCodeSequence = DicomSequence(
-            [CodedConcept("FORMAT_CONVERSION", VITRINE_SCHEME, "Mesh file format conversion")]
+            [CodedConcept("MESHFMTCONV", VITRINE_SCHEME, "Mesh file format conversion")]
         )
     if model.algorithm is not None:
         name, version = model.algorithm
         algo = Dataset()
         algo.AlgorithmFamilyCodeSequence = DicomSequence(
-            [CodedConcept("FORMAT_CONVERSION", VITRINE_SCHEME, "Mesh file format conversion")]
+            [CodedConcept("MESHFMTCONV", VITRINE_SCHEME, "Mesh file format conversion")]
         )
         algo.AlgorithmName = name[:64]
         algo.AlgorithmVersion = version[:64]

@@ -11,6 +11,7 @@ losslessly. The pixel count is checked from the header before anything is decode
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,6 +84,8 @@ def _open_image(data: bytes, name: str, max_pixels: int):  # type: ignore[no-unt
         raise InvalidInput(f"{name}: image exceeds the pixel limit ({exc})") from exc
     except UnidentifiedImageError as exc:
         raise UnsupportedMediaType(f"{name}: not an image Pillow can read") from exc
+    except (OSError, struct.error, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidInput(f"{name}: image header is corrupt or truncated ({exc})") from exc
     _check_pixels(name, image.height, image.width, max_pixels)
     return image
 
@@ -162,7 +165,7 @@ def build_photo_dataset(
         if orientation != 1:
             image = ImageOps.exif_transpose(image)
         pixels = _to_uint8(image, derivation)
-    except OSError as exc:
+    except (OSError, struct.error, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidInput(f"{name}: image data is corrupt or truncated ({exc})") from exc
     lossy = is_jpeg and (jinfo.process != "lossless")
     info = PhotoInfo(

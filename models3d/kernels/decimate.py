@@ -18,6 +18,7 @@ Closed manifold input therefore stays closed, manifold and of the same genus.
 
 from __future__ import annotations
 
+import os
 import numpy as np
 from numba import njit
 
@@ -29,6 +30,8 @@ from models3d.kernels.smoothing import vertex_adjacency
 #: A surviving face whose normal turns further than this cosine blocks a collapse.
 MIN_NORMAL_COS = 0.2
 _SAMPLE = 200_003
+FRACTION_GAIN = float(os.environ.get('FG', '1.0'))
+import os; _DEBUG = os.environ.get("DEC_DEBUG")
 
 
 @njit(**NJIT)
@@ -214,8 +217,10 @@ def _pass(v, faces, alive, q, err, stale, locked, threshold, n_alive, target, ma
                     for k in range(3):
                         if faces[g, k] == b:
                             faces[g, k] = a
-                        touched[faces[g, k]] = True
                     stale[g] = True
+            # Only a's face list is now out of date; faces around it are stale and skipped.
+            touched[a] = True
+            touched[b] = True
             break  # this face changed; move on
     return n_alive, stamp
 
@@ -274,12 +279,13 @@ def decimate(mesh: Mesh, ratio: float | None = None, count: int | None = None) -
         _update_errors(v, faces, alive, q, err, stale)
         live = np.flatnonzero(alive)
         sample = err[rng.choice(live, size=min(_SAMPLE, len(live)), replace=True)].ravel()
-        fraction = min(1.0, 1.5 * (n_alive - target) / (3.0 * n_alive) + 0.02 * idle)
+        fraction = min(1.0, FRACTION_GAIN * (n_alive - target) / n_alive + 0.05 * idle)
         threshold = float(np.quantile(sample, fraction))
         before = n_alive
         n_alive, stamp = _pass(v, faces, alive, q, err, stale, locked, threshold,
                                n_alive, target, mark, stamp)
         idle = idle + 1 if n_alive == before else 0
+        if _DEBUG: print("pass", threshold, fraction, n_alive)
     kept = faces[alive]
     used = np.zeros(len(v), bool)
     used[kept.ravel()] = True

@@ -162,6 +162,7 @@ def obj_group(folder: Path, *, texture: str = "skin.jpg", with_mtl: bool = True,
         ref = texture_ref or texture
         (folder / "model.mtl").write_text(f"newmtl skin\nKd 1 1 1\nmap_Kd {ref}\n")
     if with_texture:
+        (folder / texture).parent.mkdir(parents=True, exist_ok=True)
         (folder / texture).write_bytes(jpeg_bytes((32, 32), seed=3))
     return folder / "model.obj"
 

@@ -1,0 +1,53 @@
+# Vitrine: `make run` starts an archive with embedded defaults; `make test` runs the suite.
+PY := .venv/bin/python
+PIP := .venv/bin/pip --disable-pip-version-check -q
+RUNTIME := .venv/.installed-runtime
+TESTING := .venv/.installed-test
+SYSTEM_PACKAGES := dcmtk redis-server postgresql chromium
+
+.PHONY: run test test-unit test-scaled system-packages bench clean
+
+$(RUNTIME): requirements.txt
+	test -x $(PY) || python3 -m venv .venv
+	$(PIP) install -r requirements.txt
+	touch $@
+
+$(TESTING): $(RUNTIME) requirements-test.txt
+	$(PIP) install -r requirements-test.txt
+	touch $@
+
+run: $(RUNTIME)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v 0
+	$(PY) manage.py bootstrap
+	$(PY) manage.py serve
+
+# The real peers the tests talk to: dcmtk, Redis, PostgreSQL and Chromium (you are root).
+system-packages:
+	@missing=""; \
+	command -v storescu >/dev/null || missing="$$missing dcmtk"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: $(TESTING) system-packages
+	$(PY) -m pytest -m "not scaled" -p no:cacheprovider
+	NUMBA_DISABLE_JIT=1 $(PY) -m pytest tests/unit/models3d -q -p no:cacheprovider
+	$(PY) tests/scaled.py
+
+test-unit: $(TESTING)
+	$(PY) -m pytest tests/unit -q
+
+test-scaled: $(TESTING) system-packages
+	$(PY) tests/scaled.py
+
+bench: $(TESTING)
+	$(PIP) install -r bench/requirements.txt
+	$(PY) bench/bench_archive.py
+
+clean:
+	rm -rf .venv var

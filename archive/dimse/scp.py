@@ -1,0 +1,60 @@
+"""Vitrine's DIMSE SCP: one pynetdicom application entity serving verification, storage
+and query/retrieve (find, get, move) under the patient and study root models.
+
+``start_scp`` runs it in background threads (tests, the benchmark); ``serve`` runs it in
+the foreground (``manage.py dicomscp``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from pynetdicom import AE, _config
+from pynetdicom.transport import ThreadedAssociationServer
+
+from . import sending
+from .contexts import supported_contexts
+from .handlers import HANDLERS
+
+log = logging.getLogger(__name__)
+
+# Largest P-DATA PDU we accept: large enough that a 512 KiB slice arrives in a few PDUs.
+MAXIMUM_PDU_BYTES = 1 << 20
+MAXIMUM_ASSOCIATIONS = 32
+
+
+def build_ae(ae_title: str | None = None) -> AE:
+    """The application entity, with every supported context and no requested ones."""
+    # pynetdicom decodes every identifier just to log it; the SCP does not need that.
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False
+    sending.install()
+    ae = AE(ae_title=ae_title or settings.VITRINE_AE_TITLE)
+    ae.maximum_pdu_size = MAXIMUM_PDU_BYTES
+    ae.maximum_associations = MAXIMUM_ASSOCIATIONS
+    ae.supported_contexts = supported_contexts()
+    return ae
+
+
+def start_scp(
+    host: str | None = None, port: int | None = None, ae_title: str | None = None
+) -> ThreadedAssociationServer:
+    """Start the SCP in background threads and return its server.
+
+    Port 0 picks a free port: read it back from ``server.server_address``. Stop the
+    server with ``server.shutdown()``.
+    """
+    ae = build_ae(ae_title)
+    address = (host or settings.VITRINE_DICOM_HOST, settings.VITRINE_DICOM_PORT if port is None else port)
+    server = ae.start_server(address, block=False, evt_handlers=list(HANDLERS))
+    log.info("DICOM SCP %s listening on %s:%d", ae.ae_title, *server.server_address[:2])
+    return server
+
+
+def serve(host: str | None = None, port: int | None = None, ae_title: str | None = None) -> None:
+    """Run the SCP in the foreground until interrupted."""
+    ae = build_ae(ae_title)
+    address = (host or settings.VITRINE_DICOM_HOST, settings.VITRINE_DICOM_PORT if port is None else port)
+    log.info("DICOM SCP %s listening on %s:%d", ae.ae_title, *address)
+    ae.start_server(address, block=True, evt_handlers=list(HANDLERS))
