@@ -168,3 +168,25 @@ class ApiToken(models.Model):
     def for_user(cls, user) -> "ApiToken":
         token, _ = cls.objects.get_or_create(user=user, defaults={"key": secrets.token_hex(32)})
         return token
+
+
+class FixityCheck(models.Model):
+    """One run of the fixity audit (the job behind ``manage.py verify``)."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    study_uid = models.CharField(max_length=64, blank=True, help_text="empty: the whole archive")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED)
+    percent = models.PositiveSmallIntegerField(default=0)
+    report = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]

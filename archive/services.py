@@ -229,3 +229,31 @@ def verify(study_uid: str | None = None, on_progress=None) -> VerifyReport:
         known = set(Instance.objects.values_list("path", flat=True))
         report.orphans = sorted(name for name in storage.walk_names() if name not in known)
     return report
+
+
+def run_fixity_check(check_id: int) -> "FixityCheck":
+    """Run a queued fixity check and record its report (the Celery task's body)."""
+    from django.utils import timezone
+
+    from .models import FixityCheck
+
+    check = FixityCheck.objects.get(pk=check_id)
+    FixityCheck.objects.filter(pk=check_id).update(state=FixityCheck.State.RUNNING)
+
+    def on_progress(done: int, total: int) -> None:
+        if total and done % max(1, total // 100) == 0:
+            FixityCheck.objects.filter(pk=check_id).update(percent=int(100 * done / total))
+
+    try:
+        report = verify(check.study_uid or None, on_progress=on_progress)
+    except Exception as exc:
+        log.exception("fixity check %s failed", check_id)
+        FixityCheck.objects.filter(pk=check_id).update(
+            state=FixityCheck.State.FAILED, error=str(exc), finished=timezone.now()
+        )
+        raise
+    FixityCheck.objects.filter(pk=check_id).update(
+        state=FixityCheck.State.DONE, percent=100, report=report.as_dict(), finished=timezone.now()
+    )
+    check.refresh_from_db()
+    return check

@@ -99,7 +99,8 @@ def on_requested(event) -> None:
     not allowed to query sees its query/retrieve contexts rejected."""
     close_old_connections()
     assoc = event.assoc
-    access = decide(assoc.requestor.ae_title, assoc.requestor.address)
+    calling = assoc.requestor.primitive.calling_ae_title
+    access = decide(calling, assoc.requestor.address)
     assoc.vitrine_access = access
     if access.store and access.query:
         return
@@ -113,7 +114,7 @@ def on_requested(event) -> None:
     ]
     log.info(
         "association from %s at %s: store %s, query %s",
-        assoc.requestor.ae_title, assoc.requestor.address, access.store, access.query,
+        calling, assoc.requestor.address, access.store, access.query,
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from iiif.errors import ImageNotFound
 from iiif.imageapi.window import Window, parse_window
 
-__all__ = ["ImageIdentifier", "WINDOW_SEPARATOR", "format_identifier", "parse_identifier"]
+__all__ = ["WINDOW_SEPARATOR", "ImageIdentifier", "format_identifier", "parse_identifier"]
 
 WINDOW_SEPARATOR = "~"
 # PS3.5 9.1: digits and dots, components without leading zeros, at most 64 characters.

@@ -60,7 +60,9 @@ LINK_HEADER_FEATURES = ("canonicalLinkHeader", "profileLinkHeader")
 def build_scale_factors(width: int, height: int, tile_width: int, tile_height: int) -> list[int]:
     """Powers of two from 1 until the whole image fits in one tile."""
     factors = [1]
-    while math.ceil(width / factors[-1]) > tile_width or math.ceil(height / factors[-1]) > tile_height:
+    while (
+        math.ceil(width / factors[-1]) > tile_width or math.ceil(height / factors[-1]) > tile_height
+    ):
         factors.append(factors[-1] * 2)
     return factors
 
@@ -101,7 +103,9 @@ def build_info(
         Ready for ``json.dumps``; serve it as :data:`INFO_MEDIA_TYPE`.
     """
     if not id_url.startswith(("http://", "https://")) or id_url.endswith(("/", "/info.json")):
-        raise ValueError(f"id_url must be an http(s) base URI with no trailing part, got {id_url!r}")
+        raise ValueError(
+            f"id_url must be an http(s) base URI with no trailing part, got {id_url!r}"
+        )
     limits = Limits(max_width, max_height, max_area)
     levels = source.levels
     level0 = levels[0]
@@ -137,7 +141,9 @@ def build_info(
     qualities = supported_qualities(source.is_grayscale)
     info["extraQualities"] = [q.value for q in qualities if q.value != "default"]
     info["extraFormats"] = list(EXTRA_FORMATS)
-    info["extraFeatures"] = list(EXTRA_FEATURES) + (list(LINK_HEADER_FEATURES) if link_headers else [])
+    info["extraFeatures"] = list(EXTRA_FEATURES) + (
+        list(LINK_HEADER_FEATURES) if link_headers else []
+    )
     if rights is not None:
         if not rights.startswith(("http://", "https://")):
             raise ValueError(f"rights must be a URI, got {rights!r}")
@@ -145,7 +151,9 @@ def build_info(
     if auth_services:
         services = [dict(service) for service in auth_services]
         for service in services:
-            if not ("id" in service or "@id" in service) or not ("type" in service or "@type" in service):
+            if not ("id" in service or "@id" in service) or not (
+                "type" in service or "@type" in service
+            ):
                 raise ValueError(f"each auth service needs an id and a type, got {service!r}")
         info["service"] = services
     return info

@@ -259,9 +259,7 @@ def parse_quality_format(quality_format: str) -> tuple[Quality, ImageFormat]:
     return quality, image_format
 
 
-def parse_image_request(
-    region: str, size: str, rotation: str, quality_format: str
-) -> ImageRequest:
+def parse_image_request(region: str, size: str, rotation: str, quality_format: str) -> ImageRequest:
     """Parse an Image API 3.0 image request from its four path segments.
 
     Parameters

@@ -160,8 +160,8 @@ def plan_composite(source: ImageSource, resolved: ResolvedRequest) -> Composite:
     reduce = 1
     while reduce < 8 and reduce * 2 <= remaining:
         reduce *= 2
-    x0 = int(math.floor(fx0 / reduce)) * reduce
-    y0 = int(math.floor(fy0 / reduce)) * reduce
+    x0 = math.floor(fx0 / reduce) * reduce
+    y0 = math.floor(fy0 / reduce) * reduce
     x1 = max(x0 + 1, min(level.width, math.ceil(fx1 - 1e-9)))
     y1 = max(y0 + 1, min(level.height, math.ceil(fy1 - 1e-9)))
     read_w, read_h = x1 - x0, y1 - y0

@@ -13,7 +13,7 @@ from PIL import Image
 from iiif.imageapi.parse import FORMAT_MEDIA_TYPES, ImageFormat, Quality
 from iiif.imageapi.plan import Composite, Passthrough, plan_composite, plan_request
 from iiif.imageapi.resolve import ResolvedRequest
-from iiif.imageapi.sources import ImageSource
+from iiif.imageapi.sources import ImageSource, as_pillow_array
 from iiif.imageapi.tiled import read_jpeg_size
 
 __all__ = ["BITONAL_THRESHOLD", "JPEG_QUALITY", "render_composite", "render_image"]
@@ -68,7 +68,7 @@ def render_composite(
     """Decode, crop, resize, rotate, apply quality and encode (no passthrough)."""
     x, y, w, h = plan.read_box
     pixels = source.read_region(plan.level, x, y, w, h, reduce=plan.reduce)
-    image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
+    image = Image.fromarray(as_pillow_array(pixels))
     image = _resample(image, plan)
     if resolved.rotation.mirror:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
@@ -110,4 +110,3 @@ def _encode(image: Image.Image, image_format: ImageFormat) -> bytes:
     else:
         image.save(buffer, "WEBP", quality=WEBP_QUALITY)
     return buffer.getvalue()
-

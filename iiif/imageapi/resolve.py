@@ -27,8 +27,15 @@ from iiif.imageapi.parse import (
     SizeKind,
 )
 
-__all__ = ["Limits", "PixelRegion", "ResolvedRequest", "is_within_limits",
-    "resolve", "resolve_region", "resolve_size"]
+__all__ = [
+    "Limits",
+    "PixelRegion",
+    "ResolvedRequest",
+    "is_within_limits",
+    "resolve",
+    "resolve_region",
+    "resolve_size",
+]
 
 
 @dataclass(frozen=True)
@@ -109,7 +116,7 @@ class ResolvedRequest:
 
 
 def _round_half_up(value: float) -> int:
-    return int(math.floor(value + 0.5))
+    return math.floor(value + 0.5)
 
 
 def resolve_region(region: Region, width: int, height: int) -> PixelRegion:

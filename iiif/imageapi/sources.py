@@ -19,12 +19,12 @@ from PIL import Image
 from iiif.imageapi.window import Window, apply_modality_lut, apply_window, window_from_range
 
 __all__ = [
+    "TILE_FORMAT_JPEG",
     "ArraySource",
     "GrayscaleSource",
     "ImageSource",
     "Level",
     "Pixels",
-    "TILE_FORMAT_JPEG",
     "reduce_pixels",
 ]
 
@@ -88,19 +88,22 @@ def reduce_pixels(pixels: Pixels, factor: int) -> Pixels:
     """Average ``factor x factor`` blocks (edges use partial blocks), ``(h, w, c)`` uint8."""
     if factor == 1:
         return pixels
-    reduced = Image.fromarray(_as_pillow_array(pixels)).reduce(factor)
-    return _as_pixels(np.asarray(reduced))
+    reduced = Image.fromarray(as_pillow_array(pixels)).reduce(factor)
+    return as_pixels(np.asarray(reduced))
 
 
-def _as_pillow_array(pixels: Pixels) -> NDArray[np.uint8]:
+def as_pillow_array(pixels: Pixels) -> NDArray[np.uint8]:
+    """``(h, w, 1)`` to ``(h, w)`` for Pillow; RGB unchanged (views, no copies)."""
     return pixels[..., 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels
 
 
-def _as_pixels(array: NDArray[np.uint8]) -> Pixels:
+def as_pixels(array: NDArray[np.uint8]) -> Pixels:
+    """``(h, w)`` to ``(h, w, 1)``; RGB unchanged (views, no copies)."""
     return array[..., None] if array.ndim == 2 else array
 
 
-def _check_region(level: Level, x: int, y: int, w: int, h: int, reduce: int) -> None:
+def check_region(level: Level, x: int, y: int, w: int, h: int, reduce: int) -> None:
+    """Raise ``ValueError`` unless the region lies in the level and aligns to ``reduce``."""
     if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > level.width or y + h > level.height:
         raise ValueError(
             f"region {x},{y},{w},{h} is not inside the {level.width}x{level.height} level"
@@ -162,10 +165,8 @@ class ArraySource:
     def read_tile(self, level: int, col: int, row: int) -> bytes:
         raise TypeError("ArraySource stores no encoded tiles; use read_region")
 
-    def read_region(
-        self, level: int, x: int, y: int, w: int, h: int, *, reduce: int = 1
-    ) -> Pixels:
-        _check_region(self.levels[level], x, y, w, h, reduce)
+    def read_region(self, level: int, x: int, y: int, w: int, h: int, *, reduce: int = 1) -> Pixels:
+        check_region(self.levels[level], x, y, w, h, reduce)
         return reduce_pixels(self._pyramid[level][y : y + h, x : x + w], reduce)
 
 
@@ -204,7 +205,9 @@ class GrayscaleSource:
     ) -> None:
         if stored.ndim != 2 or 0 in stored.shape:
             raise ValueError(f"stored must be a non-empty (h, w) array, got {stored.shape}")
-        if not (np.issubdtype(stored.dtype, np.integer) or np.issubdtype(stored.dtype, np.floating)):
+        if not (
+            np.issubdtype(stored.dtype, np.integer) or np.issubdtype(stored.dtype, np.floating)
+        ):
             raise TypeError(f"stored must be integer or float, got {stored.dtype}")
         self._stored = stored
         self._slope = float(slope)
@@ -243,7 +246,5 @@ class GrayscaleSource:
     def read_tile(self, level: int, col: int, row: int) -> bytes:
         raise TypeError("GrayscaleSource stores no encoded tiles; use read_region")
 
-    def read_region(
-        self, level: int, x: int, y: int, w: int, h: int, *, reduce: int = 1
-    ) -> Pixels:
+    def read_region(self, level: int, x: int, y: int, w: int, h: int, *, reduce: int = 1) -> Pixels:
         return self._eight_bit.read_region(level, x, y, w, h, reduce=reduce)

@@ -22,8 +22,8 @@ from iiif.imageapi.sources import (
     TILE_FORMAT_JPEG,
     Level,
     Pixels,
-    _as_pixels,
-    _check_region,
+    as_pixels,
+    check_region,
     reduce_pixels,
 )
 
@@ -34,7 +34,9 @@ FrameReader = Callable[[int, int], bytes]
 
 # JPEG start-of-frame markers that carry the image size (ITU T.81 B.2.2); not DHT,
 # JPG, DAC (C4, C8, CC).
-_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_SOF_MARKERS = frozenset(
+    {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+)
 _STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})
 
 
@@ -77,24 +79,19 @@ def decode_tile(data: bytes, *, grayscale: bool, reduce: int = 1) -> Pixels:
     other formats decode fully and then average blocks.  The result is
     ``(ceil(h / reduce), ceil(w / reduce))``.
     """
-    image = Image.open(io.BytesIO(data))
+    opened = Image.open(io.BytesIO(data))
     mode = "L" if grayscale else "RGB"
-    width, height = image.size
-    target = (math.ceil(width / reduce), math.ceil(height / reduce))
-    if reduce > 1 and image.format == "JPEG":
-        image.draft(mode, target)
-    if image.mode != mode:
-        image = image.convert(mode)
-    pixels = _as_pixels(np.asarray(image))
-    if (pixels.shape[1], pixels.shape[0]) != target:
-        factor = pixels.shape[1] // target[0] if target[0] else 1
-        pixels = reduce_pixels(pixels, max(1, factor))
-        if (pixels.shape[1], pixels.shape[0]) != target:
-            resized = Image.fromarray(pixels[..., 0] if grayscale else pixels).resize(
-                target, Image.Resampling.BOX
-            )
-            pixels = _as_pixels(np.asarray(resized))
-    return pixels
+    full_size = opened.size
+    target = (math.ceil(full_size[0] / reduce), math.ceil(full_size[1] / reduce))
+    if reduce > 1 and opened.format == "JPEG":
+        opened.draft(mode, target)
+    image: Image.Image = opened if opened.mode == mode else opened.convert(mode)
+    if image.size != target:
+        if image.size == full_size:
+            image = image.reduce(reduce)
+        else:
+            image = image.resize(target, Image.Resampling.BOX)
+    return as_pixels(np.asarray(image))
 
 
 class TiledPyramidSource:
@@ -164,11 +161,9 @@ class TiledPyramidSource:
             )
         return self._read_frame(level, row * geometry.columns + col)
 
-    def read_region(
-        self, level: int, x: int, y: int, w: int, h: int, *, reduce: int = 1
-    ) -> Pixels:
+    def read_region(self, level: int, x: int, y: int, w: int, h: int, *, reduce: int = 1) -> Pixels:
         geometry = self._levels[level]
-        _check_region(geometry, x, y, w, h, reduce)
+        check_region(geometry, x, y, w, h, reduce)
         tw, th = geometry.tile_width, geometry.tile_height
         if tw % reduce or th % reduce:
             return reduce_pixels(self.read_region(level, x, y, w, h), reduce)

@@ -25,7 +25,7 @@ from iiif.presentation.language import (
     is_valid_rights,
 )
 
-__all__ = ["CollectionInfo", "MemberRef", "PAGE_SIZE", "build_collection", "count_pages"]
+__all__ = ["PAGE_SIZE", "CollectionInfo", "MemberRef", "build_collection", "count_pages"]
 
 PAGE_SIZE = 200
 
@@ -64,9 +64,17 @@ def count_pages(members: int, page_size: int = PAGE_SIZE) -> int:
 
 
 def _member(member: MemberRef) -> dict[str, Any]:
-    built: dict[str, Any] = {"id": member.id, "type": member.type, "label": build_language_map(member.label)}
+    built: dict[str, Any] = {
+        "id": member.id,
+        "type": member.type,
+        "label": build_language_map(member.label),
+    }
     if member.thumbnail_url is not None:
-        thumbnail: dict[str, Any] = {"id": member.thumbnail_url, "type": "Image", "format": "image/jpeg"}
+        thumbnail: dict[str, Any] = {
+            "id": member.thumbnail_url,
+            "type": "Image",
+            "format": "image/jpeg",
+        }
         if member.thumbnail_service_id is not None:
             thumbnail["service"] = [
                 {"id": member.thumbnail_service_id, "type": "ImageService3", "profile": "level2"}
@@ -133,7 +141,9 @@ def build_collection(
     if info.homepage is not None:
         document["homepage"] = [build_link(info.homepage)]
     if info.thumbnail_url is not None:
-        document["thumbnail"] = [{"id": info.thumbnail_url, "type": "Image", "format": "image/jpeg"}]
+        document["thumbnail"] = [
+            {"id": info.thumbnail_url, "type": "Image", "format": "image/jpeg"}
+        ]
     if pages == 1:
         document["items"] = [_member(m) for m in members]
     else:
@@ -141,7 +151,9 @@ def build_collection(
             {
                 "id": make_page_id(n),
                 "type": "Collection",
-                "label": _page_label(label, (n - 1) * page_size, len(members[(n - 1) * page_size : n * page_size])),
+                "label": _page_label(
+                    label, (n - 1) * page_size, len(members[(n - 1) * page_size : n * page_size])
+                ),
             }
             for n in range(1, pages + 1)
         ]
@@ -149,7 +161,12 @@ def build_collection(
 
 
 def _header(document_id: str, label: dict[str, list[str]]) -> dict[str, Any]:
-    return {"@context": PRESENTATION_CONTEXT, "id": document_id, "type": "Collection", "label": label}
+    return {
+        "@context": PRESENTATION_CONTEXT,
+        "id": document_id,
+        "type": "Collection",
+        "label": label,
+    }
 
 
 def _page_label(label: dict[str, list[str]], first: int, count: int) -> dict[str, list[str]]:

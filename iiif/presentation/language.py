@@ -9,16 +9,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
+    "NO_LANGUAGE",
+    "PRESENTATION_CONTEXT",
+    "PRESENTATION_MEDIA_TYPE",
     "LanguageMap",
     "LanguageValue",
     "Link",
     "MetadataEntry",
-    "NO_LANGUAGE",
-    "PRESENTATION_CONTEXT",
-    "PRESENTATION_MEDIA_TYPE",
     "build_language_map",
     "build_link",
     "build_metadata",
@@ -30,7 +30,7 @@ PRESENTATION_MEDIA_TYPE = f'application/ld+json;profile="{PRESENTATION_CONTEXT}"
 NO_LANGUAGE = "none"  # §4.2: values of unknown language, such as DICOM names and codes
 
 LanguageMap = dict[str, list[str]]
-LanguageValue = Union[str, Sequence[str], Mapping[str, Union[str, Sequence[str]]]]
+LanguageValue = str | Sequence[str] | Mapping[str, str | Sequence[str]]
 """A plain string (no language), several strings, or ``{language: text or texts}``."""
 
 # §3.3.2: Creative Commons licences and public-domain marks, RightsStatements.org.
@@ -51,7 +51,10 @@ def build_language_map(value: LanguageValue, *, language: str = NO_LANGUAGE) -> 
     if isinstance(value, str):
         entries: dict[str, Any] = {language: [value]}
     elif isinstance(value, Mapping):
-        entries = {lang: [texts] if isinstance(texts, str) else list(texts) for lang, texts in value.items()}
+        entries = {
+            lang: [texts] if isinstance(texts, str) else list(texts)
+            for lang, texts in value.items()
+        }
     else:
         entries = {language: list(value)}
     result = {
@@ -118,5 +121,7 @@ def build_link(link: Link) -> dict[str, Any]:
     if link.language:
         built["language"] = list(link.language)
     if link.thumbnail_url is not None:
-        built["thumbnail"] = [{"id": link.thumbnail_url, "type": "Image", "format": link.thumbnail_format}]
+        built["thumbnail"] = [
+            {"id": link.thumbnail_url, "type": "Image", "format": link.thumbnail_format}
+        ]
     return built

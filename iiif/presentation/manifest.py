@@ -225,7 +225,9 @@ def build_manifest(info: ManifestInfo, series: Sequence[SeriesRef]) -> dict[str,
         if not one.images:
             raise ValueError(f"series {one.uid} has no images")
         if one.kind is SeriesKind.WSI and len(one.images) != 1:
-            raise ValueError(f"WSI series {one.uid} must have one image service, got {len(one.images)}")
+            raise ValueError(
+                f"WSI series {one.uid} must have one image service, got {len(one.images)}"
+            )
         members = []
         for index, image in enumerate(order_images(one)):
             canvas_id = f"{info.id}/canvas/{image.service_id.rstrip('/').rsplit('/', 1)[-1]}"

@@ -145,7 +145,10 @@ def build_photo_dataset(
         jinfo = read_jpeg_info(data)
         _check_pixels(name, jinfo.rows, jinfo.columns, max_pixels)
     image = _open_image(data, name, max_pixels)
-    exif = read_exif(image)
+    try:
+        exif = read_exif(image)
+    except (OSError, struct.error, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidInput(f"{name}: image data is corrupt or truncated ({exc})") from exc
     orientation = exif.orientation if apply_orientation else 1
     common = dict(
         patient=patient, study=study, series=series, instance_uid=instance_uid,

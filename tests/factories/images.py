@@ -30,7 +30,9 @@ def build_validator_test_image() -> NDArray[np.uint8]:
     for x in range(VALIDATOR_GRID):
         for y in range(VALIDATOR_GRID):
             top, left = y * VALIDATOR_SQUARE_PX, x * VALIDATOR_SQUARE_PX
-            image[top : top + VALIDATOR_SQUARE_PX, left : left + VALIDATOR_SQUARE_PX] = colours[x][y]
+            image[top : top + VALIDATOR_SQUARE_PX, left : left + VALIDATOR_SQUARE_PX] = colours[x][
+                y
+            ]
     return image
 
 
@@ -45,7 +47,9 @@ def build_quadrant_image(width: int = 64, height: int = 48) -> NDArray[np.uint8]
     return image
 
 
-def build_noise_image(width: int, height: int, *, seed: int = 0, gray: bool = False) -> NDArray[np.uint8]:
+def build_noise_image(
+    width: int, height: int, *, seed: int = 0, gray: bool = False
+) -> NDArray[np.uint8]:
     """Smooth seeded noise (JPEG-friendly), ``(h, w, 3)`` or ``(h, w)`` uint8."""
     rng = np.random.default_rng(seed)
     coarse = rng.integers(0, 256, (max(2, height // 16), max(2, width // 16), 3), dtype=np.uint8)
@@ -79,7 +83,9 @@ def build_jpeg_pyramid(
         geometry.append(level)
         for row in range(level.rows):
             for col in range(level.columns):
-                tile = array[row * tile_size : (row + 1) * tile_size, col * tile_size : (col + 1) * tile_size]
+                tile = array[
+                    row * tile_size : (row + 1) * tile_size, col * tile_size : (col + 1) * tile_size
+                ]
                 if pad_edges and tile.shape[:2] != (tile_size, tile_size):
                     padded = np.zeros((tile_size, tile_size) + tile.shape[2:], np.uint8)
                     padded[: tile.shape[0], : tile.shape[1]] = tile

@@ -19,7 +19,9 @@ def _pure_module_names() -> list[str]:
     names = ["iiif.errors"]
     for package in PURE_PACKAGES:
         names.append(package.__name__)
-        names.extend(info.name for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."))
+        names.extend(
+            info.name for info in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
+        )
     return sorted(names)
 
 

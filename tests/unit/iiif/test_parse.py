@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from archive.errors import InvalidInput
 from iiif.errors import InvalidIIIFRequest, UnsupportedFeature
 from iiif.imageapi.parse import (
     ImageFormat,
@@ -21,7 +22,6 @@ from iiif.imageapi.parse import (
     parse_rotation,
     parse_size,
 )
-from archive.errors import InvalidInput
 
 
 @pytest.mark.parametrize(
@@ -43,10 +43,31 @@ def test_parse_region_accepts(text: str, expected: Region) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "", "Full", "0,0,10", "0,0,10,20,30", "-1,0,10,10", "0,-1,10,10", "0,0,-10,10",
-        "0,0,0,10", "0,0,10,0", "1.5,0,10,10", "0,0,1e3,10", "a,b,c,d", "pct:", "pct:0,0,0,10",
-        "pct:0,0,10,0", "pct:100,0,10,10", "pct:0,100,10,10", "pct:-1,0,10,10", "pct:nan,0,1,1",
-        "pct:inf,0,1,1", " 0,0,1,1", "0,0,1,1 ", "0, 0,1,1", "square!", "max",
+        "",
+        "Full",
+        "0,0,10",
+        "0,0,10,20,30",
+        "-1,0,10,10",
+        "0,-1,10,10",
+        "0,0,-10,10",
+        "0,0,0,10",
+        "0,0,10,0",
+        "1.5,0,10,10",
+        "0,0,1e3,10",
+        "a,b,c,d",
+        "pct:",
+        "pct:0,0,0,10",
+        "pct:0,0,10,0",
+        "pct:100,0,10,10",
+        "pct:0,100,10,10",
+        "pct:-1,0,10,10",
+        "pct:nan,0,1,1",
+        "pct:inf,0,1,1",
+        " 0,0,1,1",
+        "0,0,1,1 ",
+        "0, 0,1,1",
+        "square!",
+        "max",
     ],
 )
 def test_parse_region_refuses(text: str) -> None:
@@ -82,10 +103,43 @@ def test_parse_size_accepts(text: str, expected: Size) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "", "full", "^full", "MAX", "max^", "^^max", ",", "^,", "0,", ",0", "0,0", "0,10", "10,0",
-        "!0,10", "!10,0", "-10,", ",-10", "-10,-10", "!-1,10", "10.5,", ",10.5", "pct:0",
-        "pct:-5", "pct:101", "pct:100.01", "pct:", "pct:abc", "pct:1e2", "!10,", "!,10",
-        "10", "a,b", "10,10,10", "^!,", " 10,", "!!10,10", "!^10,10",
+        "",
+        "full",
+        "^full",
+        "MAX",
+        "max^",
+        "^^max",
+        ",",
+        "^,",
+        "0,",
+        ",0",
+        "0,0",
+        "0,10",
+        "10,0",
+        "!0,10",
+        "!10,0",
+        "-10,",
+        ",-10",
+        "-10,-10",
+        "!-1,10",
+        "10.5,",
+        ",10.5",
+        "pct:0",
+        "pct:-5",
+        "pct:101",
+        "pct:100.01",
+        "pct:",
+        "pct:abc",
+        "pct:1e2",
+        "!10,",
+        "!,10",
+        "10",
+        "a,b",
+        "10,10,10",
+        "^!,",
+        " 10,",
+        "!!10,10",
+        "!^10,10",
     ],
 )
 def test_parse_size_refuses(text: str) -> None:
@@ -114,7 +168,9 @@ def test_parse_rotation_accepts(text: str, expected: Rotation) -> None:
     assert parse_rotation(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "!", "-90", "+90", "450", "360.5", "a", "9O", "!!90", "90!", "1e2"])
+@pytest.mark.parametrize(
+    "text", ["", "!", "-90", "+90", "450", "360.5", "a", "9O", "!!90", "90!", "1e2"]
+)
 def test_parse_rotation_refuses_malformed(text: str) -> None:
     with pytest.raises(InvalidIIIFRequest) as caught:
         parse_rotation(text)
@@ -137,7 +193,9 @@ def test_parse_rotation_refuses_arbitrary_angles_as_400(text: str) -> None:
         ("bitonal.jpg", Quality.BITONAL, ImageFormat.JPG),
     ],
 )
-def test_parse_quality_format_accepts(text: str, quality: Quality, image_format: ImageFormat) -> None:
+def test_parse_quality_format_accepts(
+    text: str, quality: Quality, image_format: ImageFormat
+) -> None:
     assert parse_quality_format(text) == (quality, image_format)
 
 

@@ -34,30 +34,50 @@ def _service(uid: str) -> str:
 
 
 def _info(**overrides: Any) -> ManifestInfo:
-    values: dict[str, Any] = dict(
-        id=f"{BASE}/manifest/1.2.3",
-        label={"en": "Mummy portrait", "fr": "Portrait de momie"},
-        summary="CT and photographs",
-        metadata=(
+    values: dict[str, Any] = {
+        "id": f"{BASE}/manifest/1.2.3",
+        "label": {"en": "Mummy portrait", "fr": "Portrait de momie"},
+        "summary": "CT and photographs",
+        "metadata": (
             MetadataEntry({"en": "Modality"}, "CT"),
             MetadataEntry("Accession", {"none": "A-12"}),
             MetadataEntry("Empty", "  "),
         ),
-        attribution="Courtesy of the Museum",
-        rights="http://creativecommons.org/licenses/by/4.0/",
-        provider=Provider("https://museum.example/", {"en": "The Museum"},
-                          homepage="https://museum.example/", logo_url="https://museum.example/logo.png"),
-        homepage=Link("https://vitrine.example/objects/12", "Text", "Portal page", "text/html"),
-        see_also=(Link(f"{BASE}/../dicomweb/studies/1.2.3/metadata", "Dataset", "DICOM JSON",
-                       "application/dicom+json"),),
-        renderings=(
-            Link("https://vitrine.example/download/1.2.3.zip", "Dataset", "Original DICOM", "application/zip"),
-            Link("https://vitrine.example/models/9.stl", "Model", "STL", "model/stl",
-                 thumbnail_url=f"{_service('9.9')}/full/200,200/0/default.jpg"),
+        "attribution": "Courtesy of the Museum",
+        "rights": "http://creativecommons.org/licenses/by/4.0/",
+        "provider": Provider(
+            "https://museum.example/",
+            {"en": "The Museum"},
+            homepage="https://museum.example/",
+            logo_url="https://museum.example/logo.png",
+        ),
+        "homepage": Link("https://vitrine.example/objects/12", "Text", "Portal page", "text/html"),
+        "see_also": (
+            Link(
+                "https://vitrine.example/dicomweb/studies/1.2.3/metadata",
+                "Dataset",
+                "DICOM JSON",
+                "application/dicom+json",
+            ),
+        ),
+        "renderings": (
+            Link(
+                "https://vitrine.example/download/1.2.3.zip",
+                "Dataset",
+                "Original DICOM",
+                "application/zip",
+            ),
+            Link(
+                "https://vitrine.example/models/9.stl",
+                "Model",
+                "STL",
+                "model/stl",
+                thumbnail_url=f"{_service('9.9')}/full/200,200/0/default.jpg",
+            ),
             Link("https://vitrine.example/reports/5.pdf", "Text", "Report", "application/pdf"),
         ),
-        auth_services=({"id": f"{BASE}/auth/probe", "type": "AuthProbeService2"},),
-    )
+        "auth_services": ({"id": f"{BASE}/auth/probe", "type": "AuthProbeService2"},),
+    }
     values.update(overrides)
     return ManifestInfo(**values)
 
@@ -69,10 +89,21 @@ def _series() -> list[SeriesRef]:
     )
     return [
         SeriesRef("1.2.3.1", SeriesKind.VOLUME, slices, label="CT head"),
-        SeriesRef("1.2.3.2", SeriesKind.WSI, (ImageRef(_service("1.2.3.2"), 90_000, 60_000),), label="Slide"),
-        SeriesRef("1.2.3.3", SeriesKind.PHOTOGRAPH,
-                  (ImageRef(_service("1.2.3.3.1"), 150, 100, label="Front"),
-                   ImageRef(_service("1.2.3.3.2"), 4000, 3000, label="Back")), label="Photographs"),
+        SeriesRef(
+            "1.2.3.2",
+            SeriesKind.WSI,
+            (ImageRef(_service("1.2.3.2"), 90_000, 60_000),),
+            label="Slide",
+        ),
+        SeriesRef(
+            "1.2.3.3",
+            SeriesKind.PHOTOGRAPH,
+            (
+                ImageRef(_service("1.2.3.3.1"), 150, 100, label="Front"),
+                ImageRef(_service("1.2.3.3.2"), 4000, 3000, label="Back"),
+            ),
+            label="Photographs",
+        ),
     ]
 
 
@@ -83,7 +114,11 @@ def _assert_language_maps(node: Any) -> None:
             if key in LANGUAGE_KEYS or (key == "value" and isinstance(value, dict)):
                 assert isinstance(value, dict) and value, (key, value)
                 for texts in value.values():
-                    assert isinstance(texts, list) and texts and all(isinstance(t, str) and t for t in texts)
+                    assert (
+                        isinstance(texts, list)
+                        and texts
+                        and all(isinstance(t, str) and t for t in texts)
+                    )
             _assert_language_maps(value)
     elif isinstance(node, list):
         for item in node:
@@ -111,7 +146,11 @@ def test_manifest_structure() -> None:
     canvases = manifest["items"]
     assert len(canvases) == 3 + 1 + 2
     # CT slices in position order: -10 (n=2), 10 (n=3), 30 (n=1)
-    assert [c["id"].rsplit("/", 1)[1] for c in canvases[:3]] == ["1.2.3.1.2", "1.2.3.1.3", "1.2.3.1.1"]
+    assert [c["id"].rsplit("/", 1)[1] for c in canvases[:3]] == [
+        "1.2.3.1.2",
+        "1.2.3.1.3",
+        "1.2.3.1.1",
+    ]
     assert [c["label"] for c in canvases[:3]] == [{"en": [f"Slice {n}"]} for n in (1, 2, 3)]
     slide = canvases[3]
     assert (slide["width"], slide["height"]) == (90_000, 60_000)
@@ -125,7 +164,9 @@ def test_manifest_structure() -> None:
     assert canvases[3]["thumbnail"][0]["id"].endswith("/full/200,133/0/default.jpg")
     assert canvases[4]["thumbnail"][0]["id"].endswith("/full/max/0/default.jpg")  # never upscaled
     assert manifest["thumbnail"] == canvases[0]["thumbnail"]
-    assert [r["label"] for r in manifest["structures"]] == [{"none": [t]} for t in ("CT head", "Slide", "Photographs")]
+    assert [r["label"] for r in manifest["structures"]] == [
+        {"none": [t]} for t in ("CT head", "Slide", "Photographs")
+    ]
 
 
 def test_manifest_descriptive_properties() -> None:
@@ -185,13 +226,22 @@ def test_language_maps() -> None:
 
 
 def _members(n: int) -> list[MemberRef]:
-    return [MemberRef(f"{BASE}/manifest/{i}", "Manifest", f"Object {i}",
-                      thumbnail_url=f"{_service(str(i))}/full/max/0/default.jpg",
-                      thumbnail_service_id=_service(str(i))) for i in range(n)]
+    return [
+        MemberRef(
+            f"{BASE}/manifest/{i}",
+            "Manifest",
+            f"Object {i}",
+            thumbnail_url=f"{_service(str(i))}/full/max/0/default.jpg",
+            thumbnail_service_id=_service(str(i)),
+        )
+        for i in range(n)
+    ]
 
 
 def test_small_collection_lists_members() -> None:
-    info = CollectionInfo(f"{BASE}/collection/top", {"en": "Egyptian collection"}, summary="All objects")
+    info = CollectionInfo(
+        f"{BASE}/collection/top", {"en": "Egyptian collection"}, summary="All objects"
+    )
     collection = build_collection(info, _members(3))
     _assert_language_maps(collection)
     _assert_ids_are_http(collection)
@@ -204,7 +254,11 @@ def test_large_collection_is_paged_by_nesting() -> None:
     members = _members(45)
     top = build_collection(info, members, page_size=20)
     assert [item["type"] for item in top["items"]] == ["Collection"] * 3
-    assert [item["label"]["none"][0] for item in top["items"]] == ["Big (1–20)", "Big (21–40)", "Big (41–45)"]
+    assert [item["label"]["none"][0] for item in top["items"]] == [
+        "Big (1–20)",
+        "Big (21–40)",
+        "Big (41–45)",
+    ]
     seen = []
     for n, item in enumerate(top["items"], start=1):
         page = build_collection(info, members, page_size=20, page=n)
@@ -228,7 +282,9 @@ def test_top_collection_lists_collections() -> None:
 def test_outputs_validate_against_iiif_prezi3() -> None:
     prezi3 = pytest.importorskip("iiif_prezi3")
     prezi3.Manifest.model_validate(build_manifest(_info(), _series()))
-    info = CollectionInfo(f"{BASE}/collection/big", "Big", rights="http://rightsstatements.org/vocab/InC/1.0/")
+    info = CollectionInfo(
+        f"{BASE}/collection/big", "Big", rights="http://rightsstatements.org/vocab/InC/1.0/"
+    )
     prezi3.Collection.model_validate(build_collection(info, _members(5)))
     prezi3.Collection.model_validate(build_collection(info, _members(5), page_size=2))
     prezi3.Collection.model_validate(build_collection(info, _members(5), page_size=2, page=3))

@@ -17,10 +17,10 @@ from iiif.imageapi.sources import ArraySource, GrayscaleSource
 from iiif.imageapi.tiled import TiledPyramidSource, decode_tile, read_jpeg_size
 from iiif.imageapi.window import Window
 from tests.factories.images import (
+    build_ct_slice,
     build_jpeg_pyramid,
     build_noise_image,
     build_quadrant_image,
-    build_ct_slice,
     encode_jpeg,
 )
 
@@ -36,7 +36,10 @@ def _render(source, region="full", size="max", rotation="0", qf="default.png"):
 def _corner_colours(image: Image.Image) -> list[tuple[int, ...]]:
     rgb = np.asarray(image.convert("RGB"))
     h, w = rgb.shape[:2]
-    return [tuple(int(v) for v in rgb[y, x]) for y, x in ((2, 2), (2, w - 3), (h - 3, 2), (h - 3, w - 3))]
+    return [
+        tuple(int(v) for v in rgb[y, x])
+        for y, x in ((2, 2), (2, w - 3), (h - 3, 2), (h - 3, w - 3))
+    ]
 
 
 def _tiled(pixels, **kwargs):
@@ -96,9 +99,11 @@ def test_gray_and_bitonal() -> None:
 
 def test_formats() -> None:
     source = ArraySource(build_quadrant_image(16, 16))
-    for qf, pil_format, media_type in (("default.jpg", "JPEG", "image/jpeg"),
-                                       ("default.png", "PNG", "image/png"),
-                                       ("default.webp", "WEBP", "image/webp")):
+    for qf, pil_format, media_type in (
+        ("default.jpg", "JPEG", "image/jpeg"),
+        ("default.png", "PNG", "image/png"),
+        ("default.webp", "WEBP", "image/webp"),
+    ):
         image, got = _render(source, qf=qf)
         assert (image.format, got) == (pil_format, media_type)
 
@@ -125,8 +130,11 @@ def test_passthrough_for_every_aligned_tile_at_every_level() -> None:
                 w, h = min(64 * sf, full_w - x), min(64 * sf, full_h - y)
                 out_w = min(64, level.width - col * 64)
                 out_h = min(64, level.height - row * 64)
-                resolved = resolve(parse_image_request(f"{x},{y},{w},{h}", f"{out_w},{out_h}", "0", "default.jpg"),
-                                   full_w, full_h)
+                resolved = resolve(
+                    parse_image_request(f"{x},{y},{w},{h}", f"{out_w},{out_h}", "0", "default.jpg"),
+                    full_w,
+                    full_h,
+                )
                 assert plan_request(source, resolved) == Passthrough(index, col, row)
                 body, media_type = render_image(source, resolved)
                 assert body == frames[(index, row * level.columns + col)]
@@ -188,10 +196,12 @@ def test_tiled_composite_matches_array_source() -> None:
     pixels = build_noise_image(300, 200, seed=3)
     tiled, _, _ = _tiled(pixels, tile_size=64, levels=3)
     array = ArraySource(pixels, tile_size=64)
-    for segments in (("37,21,150,101", "75,", "0", "default.png"),
-                     ("full", "37,", "0", "default.png"),
-                     ("pct:20,20,60,60", "max", "0", "default.png"),
-                     ("10,10,200,150", "^400,", "0", "default.png")):
+    for segments in (
+        ("37,21,150,101", "75,", "0", "default.png"),
+        ("full", "37,", "0", "default.png"),
+        ("pct:20,20,60,60", "max", "0", "default.png"),
+        ("10,10,200,150", "^400,", "0", "default.png"),
+    ):
         resolved = resolve(parse_image_request(*segments), 300, 200)
         a = np.asarray(Image.open(io.BytesIO(render_image(tiled, resolved)[0]))).astype(int)
         b = np.asarray(Image.open(io.BytesIO(render_image(array, resolved)[0]))).astype(int)

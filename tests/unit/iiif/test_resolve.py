@@ -16,8 +16,15 @@ from iiif.imageapi.parse import parse_image_request
 from iiif.imageapi.resolve import PixelRegion, resolve
 
 
-def _resolve(region: str, size: str = "max", rotation: str = "0", qf: str = "default.jpg",
-             width: int = 1000, height: int = 800, **limits: int):
+def _resolve(
+    region: str,
+    size: str = "max",
+    rotation: str = "0",
+    qf: str = "default.jpg",
+    width: int = 1000,
+    height: int = 800,
+    **limits: int,
+):
     return resolve(parse_image_request(region, size, rotation, qf), width, height, **limits)
 
 
@@ -79,14 +86,18 @@ def test_output_size(region: str, size: str, expected: tuple[int, int]) -> None:
     assert (resolved.output_width, resolved.output_height) == expected
 
 
-@pytest.mark.parametrize("size", ["1001,", ",801", "1001,800", "1000,801", "!2000,3000", "!1001,801"])
+@pytest.mark.parametrize(
+    "size", ["1001,", ",801", "1001,800", "1000,801", "!2000,3000", "!1001,801"]
+)
 def test_upscaling_without_caret_is_400(size: str) -> None:
     with pytest.raises(UpscalingNotAllowed) as caught:
         _resolve("full", size)
     assert caught.value.http_status == 400 and repr(size) in caught.value.detail
 
 
-@pytest.mark.parametrize(("region", "size"), [("0,0,1000,1", "10,"), ("0,0,1,1000", ",10"), ("0,0,10,10", "pct:1")])
+@pytest.mark.parametrize(
+    ("region", "size"), [("0,0,1000,1", "10,"), ("0,0,1,1000", ",10"), ("0,0,10,10", "pct:1")]
+)
 def test_size_rounding_to_zero_is_400(region: str, size: str) -> None:
     with pytest.raises(InvalidIIIFRequest) as caught:
         _resolve(region, size)
@@ -135,7 +146,10 @@ def test_sizes_beyond_limits_are_400(size: str, limits: dict[str, int]) -> None:
         (("0,0,1000,800", "1000,800", "0", "color.png"), "full/max/0/color.png"),
         (("square", "max", "0", "default.jpg"), "100,0,800,800/max/0/default.jpg"),
         (("full", "500,", "!90", "gray.jpg"), "full/500,400/!90/gray.jpg"),
-        (("pct:10,10,50,50", "!100,100", "180.0", "bitonal.webp"), "100,80,500,400/100,80/180/bitonal.webp"),
+        (
+            ("pct:10,10,50,50", "!100,100", "180.0", "bitonal.webp"),
+            "100,80,500,400/100,80/180/bitonal.webp",
+        ),
         (("900,700,500,500", "max", "0", "default.jpg"), "900,700,100,100/max/0/default.jpg"),
         (("full", "^pct:200", "0", "default.jpg"), "full/^2000,1600/0/default.jpg"),
     ],
@@ -157,8 +171,10 @@ def test_bad_image_size_is_a_programming_error() -> None:
 @given(
     width=st.integers(1, 5000),
     height=st.integers(1, 5000),
-    x=st.integers(0, 6000), y=st.integers(0, 6000),
-    w=st.integers(1, 6000), h=st.integers(1, 6000),
+    x=st.integers(0, 6000),
+    y=st.integers(0, 6000),
+    w=st.integers(1, 6000),
+    h=st.integers(1, 6000),
     out=st.integers(1, 6000),
     caret=st.booleans(),
 )
@@ -167,7 +183,9 @@ def test_resolved_region_is_inside_image_and_size_positive(
 ) -> None:
     size = f"{'^' if caret else ''}{out},"
     try:
-        resolved = resolve(parse_image_request(f"{x},{y},{w},{h}", size, "0", "default.jpg"), width, height)
+        resolved = resolve(
+            parse_image_request(f"{x},{y},{w},{h}", size, "0", "default.jpg"), width, height
+        )
     except InvalidIIIFRequest:
         return
     r = resolved.region

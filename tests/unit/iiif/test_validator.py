@@ -19,9 +19,9 @@ import pytest
 
 validator = pytest.importorskip("iiif_validator.validator")
 
-from archive.errors import ArchiveError  # noqa: E402
-from iiif.errors import ImageNotFound  # noqa: E402
-from iiif.imageapi import (  # noqa: E402
+from archive.errors import ArchiveError
+from iiif.errors import ImageNotFound
+from iiif.imageapi import (
     INFO_MEDIA_TYPE,
     ArraySource,
     build_image_link_header,
@@ -31,7 +31,7 @@ from iiif.imageapi import (  # noqa: E402
     render_image,
     resolve,
 )
-from tests.factories.images import build_validator_test_image  # noqa: E402
+from tests.factories.images import build_validator_test_image
 
 SERVER = "iiif.test"
 PREFIX = "iiif/3"
@@ -40,7 +40,13 @@ IDENTIFIER = "1.2.826.0.1.3680043.10.511.1"
 # Not run in-process: they open their own connections or only check view headers.
 LIVE_ONLY = {"jsonld", "baseurl_redirect", "cors"}
 # Level 3 features we do support (run them too).
-LEVEL_3_SUPPORTED = {"linkheader_canonical", "linkheader_profile", "rot_mirror", "rot_mirror_180", "size_up"}
+LEVEL_3_SUPPORTED = {
+    "linkheader_canonical",
+    "linkheader_profile",
+    "rot_mirror",
+    "rot_mirror_180",
+    "size_up",
+}
 
 
 class InProcessImageAPI(validator.ImageAPI):
@@ -59,7 +65,7 @@ class InProcessImageAPI(validator.ImageAPI):
     def _serve(self, url: str) -> tuple[int, dict[str, str], bytes]:
         base = f"http://{SERVER}/{PREFIX}/"
         assert url.startswith(base)
-        segments = [unquote(part) for part in url[len(base):].split("/")]
+        segments = [unquote(part) for part in url[len(base) :].split("/")]
         try:
             ident = parse_identifier(segments[0])
             source = self.sources.get(ident.uid)
@@ -73,10 +79,17 @@ class InProcessImageAPI(validator.ImageAPI):
                 raise ImageNotFound(f"no route for {url}")
             resolved = resolve(parse_image_request(*segments[1:]), source.width, source.height)
             body, media_type = render_image(source, resolved)
-            headers = {"content-type": media_type, "link": build_image_link_header(id_url, resolved)}
+            headers = {
+                "content-type": media_type,
+                "link": build_image_link_header(id_url, resolved),
+            }
             return 200, headers, body
         except ArchiveError as error:
-            return error.http_status, {"content-type": "application/json"}, json.dumps(error.as_dict()).encode()
+            return (
+                error.http_status,
+                {"content-type": "application/json"},
+                json.dumps(error.as_dict()).encode(),
+            )
 
 
 def _validator_tests() -> list[str]:
@@ -97,7 +110,9 @@ def sources() -> dict[str, Any]:
 
 def test_level_2_tests_are_collected() -> None:
     names = _validator_tests()
-    assert {"id_squares", "info_json", "region_percent", "size_noup", "quality_bitonal"} <= set(names)
+    assert {"id_squares", "info_json", "region_percent", "size_noup", "quality_bitonal"} <= set(
+        names
+    )
     assert len(names) >= 25
 
 

@@ -80,10 +80,23 @@ def test_presets_and_explicit_windows() -> None:
 def test_identifiers() -> None:
     assert parse_identifier("1.2.840.10008.1").uid == "1.2.840.10008.1"
     parsed = parse_identifier("1.2.3~brain")
-    assert (parsed.uid, parsed.window, parsed.window_text) == ("1.2.3", WINDOW_PRESETS["brain"], "brain")
+    assert (parsed.uid, parsed.window, parsed.window_text) == (
+        "1.2.3",
+        WINDOW_PRESETS["brain"],
+        "brain",
+    )
     assert format_identifier(parsed.uid, parsed.window_text) == "1.2.3~brain"
-    for not_a_uid in ("abc", "1.02.3", "1..2", "", "1.2.", "[frob]", "a/b", "1" * 65,
-                      "67352ccc-d1b0-11e1-89ae-279075081939"):
+    for not_a_uid in (
+        "abc",
+        "1.02.3",
+        "1..2",
+        "",
+        "1.2.",
+        "[frob]",
+        "a/b",
+        "1" * 65,
+        "67352ccc-d1b0-11e1-89ae-279075081939",
+    ):
         with pytest.raises(ImageNotFound) as caught:
             parse_identifier(not_a_uid)
         assert caught.value.http_status == 404
