@@ -209,6 +209,24 @@ def _check_deflate(fp: BinaryIO, size: int) -> None:
         raise InvalidInput(f"the deflated data set is truncated at byte {size}")
 
 
+def add_part10_preamble(path) -> bool:
+    """Give a file that starts with its File Meta group the preamble and 'DICM' it lacks.
+
+    pydicom (and so dicomweb-client) writes data sets read from nowhere without a
+    preamble; the archive keeps well-formed Part 10 files. Returns True if it changed
+    the file.
+    """
+    with open(path, "r+b") as fp:
+        head = fp.read(_PREAMBLE + 4)
+        if head[_PREAMBLE:] == b"DICM" or not head.startswith(b"\x02\x00") or head[4:6] != b"UL":
+            return False
+        fp.seek(0)
+        rest = fp.read()
+        fp.seek(0)
+        fp.write(b"\0" * _PREAMBLE + b"DICM" + rest)
+    return True
+
+
 def frame_extents(layout: Layout, number_of_frames: int, frame_bytes: int) -> list[list[Fragment]]:
     """Where each frame lies: a list, per frame, of the byte ranges that make it up.
 

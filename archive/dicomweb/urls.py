@@ -51,3 +51,8 @@ urlpatterns = [
     path(f"{I}/frames/<str:frame_list>", views.frames_view),
     path(f"{I}/bulkdata/<str:tag>", views.bulkdata),
 ]
+for prefix in (S, R, I, f"{I}/frames/<str:frame_list>"):
+    urlpatterns += [
+        path(f"{prefix}/rendered", views.rendered),
+        path(f"{prefix}/thumbnail", partial(views.rendered, thumbnail=True)),
+    ]

@@ -26,10 +26,12 @@ from ..auth import request_user, require_curator
 from ..errors import ArchiveError, Forbidden, InvalidInput, NotAcceptable, NotFound, PayloadTooLarge, UnsupportedMediaType
 from ..models import Instance, Visibility, can_read_private
 from ..multipart import new_boundary, parse_accept, parse_media_type, read_parts, write_parts, file_chunks
+from ..part10 import add_part10_preamble
 from ..services import store_file
 from ..storage import get_storage
 from .. import frames
 from . import encoding
+from . import rendered as render
 
 DICOM_JSON = "application/dicom+json"
 _JSON_TYPES = (DICOM_JSON, "application/json")
@@ -103,6 +105,11 @@ class _HashingSink:
 
     def close(self) -> None:
         self.file.close()
+        if add_part10_preamble(self.path):
+            self.digest = None  # the bytes changed: the store hashes the file itself
+
+    def hexdigest(self) -> str | None:
+        return self.digest.hexdigest() if self.digest is not None else None
 
     def discard(self) -> None:
         self.file.close()
@@ -162,7 +169,7 @@ def stow(request, study_uid: str | None = None):
             continue
         try:
             outcome = store_file(
-                sink.path, sha256=sink.digest.hexdigest(), received_from=f"STOW-RS {user.get_username()}",
+                sink.path, sha256=sink.hexdigest(), received_from=f"STOW-RS {user.get_username()}",
                 owner=user, expect_study_uid=study_uid,
             )
         except ArchiveError as exc:
@@ -416,5 +423,24 @@ def bulkdata(request, study_uid: str, series_uid: str, sop_uid: str, tag: str):
     response = HttpResponse(
         b"".join(body), content_type=f'multipart/related; type="application/octet-stream"; boundary={boundary}'
     )
+    response["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+@require_GET
+def rendered(request, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None,
+             frame_list: str | None = None, thumbnail: bool = False):
+    """Rendered instance or frame; a thumbnail of a study or series shows its middle instance."""
+    options = render.parse_render_options(request.GET.dict(), request.META.get("HTTP_ACCEPT", ""), thumbnail)
+    rows = instances_for(request, study_uid, series_uid, sop_uid)
+    if len(rows) > 1 and not thumbnail:
+        raise InvalidInput("rendered answers one instance or frame; name an instance")
+    row = rows[len(rows) // 2]
+    frame = frames.parse_frame_list(frame_list)[0] if frame_list else 1
+    instance = Instance.objects.only("metadata", "number_of_frames").get(sop_uid=row["sop_uid"])
+    if frame > (instance.number_of_frames or 1):
+        raise NotFound(f"frame {frame} does not exist: the instance has {instance.number_of_frames or 1}")
+    data = render.render_frame(get_storage().path(row["path"]), instance.metadata, frame, options)
+    response = HttpResponse(data, content_type=options.media_type)
     response["Access-Control-Allow-Origin"] = "*"
     return response

@@ -155,8 +155,8 @@ def _element_value(keyword: str, vr: str, value):
 
 def _needs_utf8(ds: Dataset) -> bool:
     for element in ds:
-        value = element.value
-        texts = value if isinstance(value, (list, tuple)) else [value]
-        if any(isinstance(t, str) and not t.isascii() for t in texts):
-            return True
+        if element.VR in ("PN", "LO", "SH", "LT", "ST", "UT", "UC") and element.value is not None:
+            texts = element.value if element.VM > 1 else [element.value]
+            if any(not str(text).isascii() for text in texts):
+                return True
     return False

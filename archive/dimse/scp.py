@@ -33,7 +33,12 @@ def build_ae(ae_title: str | None = None) -> AE:
     ae = AE(ae_title=ae_title or settings.VITRINE_AE_TITLE)
     ae.maximum_pdu_size = MAXIMUM_PDU_BYTES
     ae.maximum_associations = MAXIMUM_ASSOCIATIONS
-    ae.supported_contexts = supported_contexts()
+    for context in supported_contexts():
+        # add_supported_context, unlike assigning the list, keeps the role selection.
+        ae.add_supported_context(
+            context.abstract_syntax, context.transfer_syntax,
+            scu_role=context.scu_role, scp_role=context.scp_role,
+        )
     return ae
 
 

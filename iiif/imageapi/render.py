@@ -10,18 +10,28 @@ import io
 
 from PIL import Image
 
+from iiif.errors import SizeLimitExceeded
 from iiif.imageapi.parse import FORMAT_MEDIA_TYPES, ImageFormat, Quality
 from iiif.imageapi.plan import Composite, Passthrough, plan_composite, plan_request
 from iiif.imageapi.resolve import ResolvedRequest
 from iiif.imageapi.sources import ImageSource, as_pillow_array
 from iiif.imageapi.tiled import read_jpeg_size
 
-__all__ = ["BITONAL_THRESHOLD", "JPEG_QUALITY", "render_composite", "render_image"]
+__all__ = [
+    "BITONAL_THRESHOLD",
+    "JPEG_QUALITY",
+    "RENDER_MAX_AREA",
+    "render_composite",
+    "render_image",
+]
 
 JPEG_QUALITY = 90
 PNG_COMPRESS_LEVEL = 3  # level 6 (Pillow's default) costs ~3x the time for ~5% smaller tiles
 WEBP_QUALITY = 85
 BITONAL_THRESHOLD = 128  # luma at or above is white
+# A last guard for views that forget max_area: beyond this the request is refused
+# rather than allocating gigabytes.  Publish a smaller maxArea in info.json.
+RENDER_MAX_AREA = 100_000_000
 
 _ROTATIONS = {
     90: Image.Transpose.ROTATE_270,  # Pillow rotates anticlockwise; IIIF clockwise
@@ -51,7 +61,14 @@ def render_image(source: ImageSource, resolved: ResolvedRequest) -> tuple[bytes,
     ------
     UnsupportedFeature
         ``color`` asked of a grayscale source (400).
+    SizeLimitExceeded
+        An output above :data:`RENDER_MAX_AREA` pixels (400).
     """
+    if resolved.output_width * resolved.output_height > RENDER_MAX_AREA:
+        raise SizeLimitExceeded(
+            f"size {resolved.output_width},{resolved.output_height} is above the"
+            f" {RENDER_MAX_AREA} pixel limit of this server"
+        )
     plan = plan_request(source, resolved)
     if isinstance(plan, Passthrough):
         data = source.read_tile(plan.level, plan.col, plan.row)
@@ -87,9 +104,9 @@ def _resample(image: Image.Image, plan: Composite) -> Image.Image:
         return image
     if all(float(v).is_integer() for v in plan.crop_box) and (x1 - x0, y1 - y0) == size:
         return image.crop((int(x0), int(y0), int(x1), int(y1)))
-    shrinking = (x1 - x0) >= size[0] and (y1 - y0) >= size[1]
-    resample = Image.Resampling.LANCZOS if shrinking else Image.Resampling.BICUBIC
-    return image.resize(size, resample, box=plan.crop_box)
+    # Pillow scales by convolution, antialiased when shrinking; bicubic is ~25% cheaper
+    # than Lanczos here with no visible difference at tile sizes.
+    return image.resize(size, Image.Resampling.BICUBIC, box=plan.crop_box)
 
 
 def _apply_quality(image: Image.Image, quality: Quality) -> Image.Image:

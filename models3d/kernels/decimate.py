@@ -8,7 +8,8 @@ errors (the quantile that would remove what is left to remove), then sweeps the
 faces once and collapses every cheap edge whose neighbourhood no earlier collapse of
 the same pass has touched. A collapse is refused when it would
 
-* touch a boundary or non-manifold vertex (boundaries are preserved exactly),
+* move a boundary vertex or join two of them (an interior vertex may collapse
+  onto a boundary vertex, which stays put: boundaries are preserved exactly),
 * break the link condition (the edge's endpoints share other neighbours than the
   two opposite vertices: collapsing would pinch the surface and change topology),
 * flip or nearly flip a surviving face (normal turns by more than ~78 degrees).
@@ -61,8 +62,15 @@ def _qerr(q, x, y, z):
 
 
 @njit(**NJIT)
-def _optimum(q, v, a, b, out):
-    """Best collapse point of edge (a, b) of v (V, 3) for quadric q (10,) into out (3,); error."""
+def _optimum(q, v, a, b, a_fixed, b_fixed, out):
+    """Best collapse point of edge (a, b) of v (V, 3) for quadric q (10,) into out (3,); error.
+
+    A fixed end (on a boundary) pins the point to that end.
+    """
+    for end, fixed in ((a, a_fixed), (b, b_fixed)):
+        if fixed:
+            out[0], out[1], out[2] = v[end, 0], v[end, 1], v[end, 2]
+            return max(_qerr(q, out[0], out[1], out[2]), 0.0)
     a00, a01, a02, a11, a12, a22 = q[0], q[1], q[2], q[4], q[5], q[7]
     c0, c1, c2 = a11 * a22 - a12 * a12, a01 * a22 - a12 * a02, a01 * a12 - a11 * a02
     det = a00 * c0 - a01 * c1 + a02 * c2
@@ -110,7 +118,7 @@ def _refs(faces, alive, n_vertices):
 
 
 @njit(**NJIT)
-def _update_errors(v, faces, alive, q, err, stale):
+def _update_errors(v, faces, alive, q, err, stale, locked):
     """Recompute err (F, 3) for faces flagged stale (edge m runs from corner m to m+1)."""
     qs = np.empty(10)
     p = np.empty(3)
@@ -120,7 +128,7 @@ def _update_errors(v, faces, alive, q, err, stale):
                 a, b = faces[f, m], faces[f, (m + 1) % 3]
                 for k in range(10):
                     qs[k] = q[a, k] + q[b, k]
-                err[f, m] = _optimum(qs, v, a, b, p)
+                err[f, m] = _optimum(qs, v, a, b, locked[a], locked[b], p)
             stale[f] = False
 
 
@@ -190,14 +198,16 @@ def _pass(v, faces, alive, q, err, stale, locked, threshold, n_alive, target, ma
             if err[f, m] > threshold or stale[f]:
                 continue
             a, b = faces[f, m], faces[f, (m + 1) % 3]
-            if touched[a] or touched[b] or locked[a] or locked[b]:
+            if touched[a] or touched[b] or (locked[a] and locked[b]):
                 continue
+            if locked[b]:  # keep the boundary vertex where it is
+                a, b = b, a
             stamp += 1
             if not _link_ok(faces, alive, off, ref, a, b, stamp, mark):
                 continue
             for k in range(10):
                 qs[k] = q[a, k] + q[b, k]
-            _optimum(qs, v, a, b, p)
+            _optimum(qs, v, a, b, locked[a], False, p)
             if _flips(v, faces, alive, off, ref, a, b, p):
                 continue
             v[a, 0], v[a, 1], v[a, 2] = p[0], p[1], p[2]
@@ -275,7 +285,7 @@ def decimate(mesh: Mesh, ratio: float | None = None, count: int | None = None) -
     n_alive, stamp, idle = n_faces, 0, 0
     rng = np.random.default_rng(0)
     while n_alive > target and idle < 3:
-        _update_errors(v, faces, alive, q, err, stale)
+        _update_errors(v, faces, alive, q, err, stale, locked)
         live = np.flatnonzero(alive)
         sample = err[rng.choice(live, size=min(_SAMPLE, len(live)), replace=True)].ravel()
         fraction = min(1.0, FRACTION_GAIN * (n_alive - target) / n_alive + 0.05 * idle)

@@ -44,11 +44,12 @@ def sphere_volume(
     return SyntheticVolume(out.astype(dtype, copy=False), tuple(spacing_mm), 0.0)
 
 
-def integer_sphere_volume(shape=(24, 24, 24), radius_vox=7.0, dtype=np.uint8) -> SyntheticVolume:
-    """A ball of integer values 0..200 with many voxels exactly at the iso 100."""
+def integer_sphere_volume(shape=(24, 24, 24), radius_vox=7.0, dtype=np.uint8,
+                          slope: float = 3.0) -> SyntheticVolume:
+    """A ball of rounded integers ``100 + slope * (radius - r)``: plateaus exactly at iso 100."""
     z, y, x = _grid_mm(shape, (1, 1, 1), [s / 2 - 0.5 for s in shape])
     r = np.sqrt(z**2 + y**2 + x**2)
-    data = np.clip(np.round(100 + 40 * (radius_vox - r)), 0, 200).astype(dtype)
+    data = np.clip(np.round(100 + slope * (radius_vox - r)), 0, 200).astype(dtype)
     return SyntheticVolume(data, (1.0, 1.0, 1.0), 100.0)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.parser
 import json
 
+import numpy as np
 import pytest
 
 from archive import multipart
@@ -189,6 +190,8 @@ def test_private_study_is_invisible_on_every_read_route(client, private_series, 
         f"/dicomweb/studies/{study}", f"/dicomweb/studies/{study}/metadata",
         f"/dicomweb/studies/{study}/series/{series}", f"/dicomweb/studies/{study}/series/{series}/metadata",
         instance, f"{instance}/metadata", f"{instance}/frames/1", f"{instance}/bulkdata/7FE00010",
+        f"{instance}/rendered", f"{instance}/thumbnail", f"{instance}/frames/1/rendered",
+        f"/dicomweb/studies/{study}/thumbnail", f"/dicomweb/studies/{study}/series/{series}/thumbnail",
     ]
     listings = ["/dicomweb/studies", "/dicomweb/series", "/dicomweb/instances", f"/dicomweb/studies/{study}/series",
                 f"/dicomweb/studies/{study}/instances", f"/dicomweb/studies/{study}/series/{series}/instances"]
@@ -212,3 +215,26 @@ def test_bearer_token_and_bad_credentials(client, private_series, curator):
     assert client.get("/dicomweb/studies", HTTP_AUTHORIZATION="Bearer nope").status_code == 401
     assert client.get("/dicomweb/studies", **basic("curator", "wrong")).status_code == 401
     assert Study.objects.count() == 1
+
+
+def test_rendered_and_thumbnail(client, public_series):
+    import io
+
+    from PIL import Image
+
+    ds = public_series[0]
+    url = f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    response = client.get(f"{url}/rendered")
+    assert response["Content-Type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(response.content)).size == (16, 16)
+    png = client.get(f"{url}/frames/1/rendered", {"window": "500,10"}, HTTP_ACCEPT="image/png")
+    image = Image.open(io.BytesIO(png.content))
+    assert image.format == "PNG" and image.mode == "L"
+    # A narrow window around 500 HU: stored values span 0..2000, so -1024..976 HU, both sides saturate.
+    assert {0, 255} <= set(np.asarray(image).ravel().tolist())
+    thumb = client.get(f"/dicomweb/studies/{ds.StudyInstanceUID}/thumbnail", {"viewport": "8,8"})
+    assert Image.open(io.BytesIO(thumb.content)).size == (8, 8)
+    assert client.get(f"{url}/rendered", {"window": "40,0"}).status_code == 400
+    assert client.get(f"{url}/rendered", {"viewport": "0,10"}).status_code == 400
+    assert client.get(f"{url}/rendered", HTTP_ACCEPT="image/gif").status_code == 406
+    assert client.get(f"/dicomweb/studies/{ds.StudyInstanceUID}/rendered").status_code == 400

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from archive.errors import InvalidInput
@@ -234,6 +234,7 @@ def test_errors_are_archive_invalid_input() -> None:
         parse_image_request("full", "0,", "0", "default.jpg")
 
 
+@settings(deadline=None)  # correctness only; speed is measured in bench/
 @given(st.text(max_size=12))
 def test_parse_never_crashes_on_arbitrary_text(text: str) -> None:
     for parse in (parse_region, parse_size, parse_rotation, parse_quality_format):

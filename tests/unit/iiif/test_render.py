@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from iiif.errors import UnsupportedFeature
+from iiif.errors import SizeLimitExceeded, UnsupportedFeature
 from iiif.imageapi.parse import parse_image_request
 from iiif.imageapi.plan import Composite, Passthrough, plan_request
 from iiif.imageapi.render import render_image
@@ -234,3 +234,11 @@ def test_tiled_source_rejects_bad_tiles_and_regions() -> None:
         source.read_region(0, 1, 0, 8, 8, reduce=2)
     with pytest.raises(TypeError):
         ArraySource(build_noise_image(8, 8)).read_tile(0, 0, 0)
+
+
+def test_huge_upscale_without_limits_is_refused_before_allocating() -> None:
+    source = ArraySource(build_quadrant_image(8, 8))
+    resolved = resolve(parse_image_request("full", "^20000,20000", "0", "default.jpg"), 8, 8)
+    with pytest.raises(SizeLimitExceeded) as caught:
+        render_image(source, resolved)
+    assert caught.value.http_status == 400

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iiif.errors import (
@@ -168,6 +168,7 @@ def test_bad_image_size_is_a_programming_error() -> None:
         _resolve("full", width=0)
 
 
+@settings(deadline=None)  # correctness only; speed is measured in bench/
 @given(
     width=st.integers(1, 5000),
     height=st.integers(1, 5000),

@@ -1,0 +1,207 @@
+"""Interoperability with the dcmtk command-line tools (storescu, findscu, getscu, movescu,
+storescp): round trips keep the data set bytes exactly."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+
+from archive.models import Instance, Modality
+from archive.storage import get_storage
+from tests.factories.datasets import ct_series, uid, write_files
+
+from .conftest import SCU, dataset_bytes, files_under
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk is not installed"),
+]
+
+ENCAPSULATED_STL = "1.2.840.10008.5.1.4.1.1.104.3"
+STL = b"solid test\nfacet normal 0 0 1\n outer loop\n  vertex 0 0 0\n  vertex 1 0 0\n  vertex 0 1 0\n endloop\nendfacet\nendsolid test\n"
+
+
+def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=cwd)
+
+
+def _peer(scp) -> list[str]:
+    return ["-aet", SCU, "-aec", scp.ae_title, scp.host, str(scp.port)]
+
+
+def _stl_instance() -> Dataset:
+    ds = Dataset()
+    ds.SOPClassUID = ENCAPSULATED_STL
+    ds.SOPInstanceUID = uid()
+    ds.StudyInstanceUID = uid()
+    ds.SeriesInstanceUID = uid()
+    ds.FrameOfReferenceUID = uid()
+    ds.PatientID = "OBJ-42"
+    ds.PatientName = "Amphora^Attic"
+    ds.StudyDate = "20240601"
+    ds.StudyTime = "120000"
+    ds.Modality = "M3D"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    ds.MIMETypeOfEncapsulatedDocument = "model/stl"
+    ds.EncapsulatedDocument = STL + (b"\0" if len(STL) % 2 else b"")
+    ds.EncapsulatedDocumentLength = len(STL)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    return ds
+
+
+def _stored(sop_uid: str) -> bytes:
+    return Path(get_storage().path(Instance.objects.get(sop_uid=sop_uid).path)).read_bytes()
+
+
+def test_storescu_ct_series_and_encapsulated_stl(scp, tmp_path):
+    files = write_files(ct_series(3) + [_stl_instance()], tmp_path / "in")
+    result = _run("storescu", "-R", *_peer(scp), *map(str, files))
+    assert result.returncode == 0, result.stderr
+    assert Instance.objects.count() == 4
+    for path in files:
+        original = path.read_bytes()
+        sop_uid = dcmread(path, stop_before_pixels=True).SOPInstanceUID
+        assert dataset_bytes(_stored(sop_uid)) == dataset_bytes(original)
+    stl = Instance.objects.get(sop_class_uid=ENCAPSULATED_STL)
+    assert stl.received_from == SCU
+    assert dcmread(get_storage().path(stl.path)).EncapsulatedDocument.rstrip(b"\0") == STL
+
+
+def test_storescu_bad_instance_fails_and_leaves_nothing(scp, tmp_path, archive_storage):
+    ds = ct_series(1)[0]
+    del ds.StudyInstanceUID
+    (path,) = write_files([ds], tmp_path / "in")
+    result = _run("storescu", "-v", "-R", *_peer(scp), str(path))
+    assert result.returncode != 0
+    assert "error: cannotunderstand" in (result.stdout + result.stderr).lower()  # 0xC000
+    assert Instance.objects.count() == 0
+    assert files_under(archive_storage) == []
+
+
+def _store_series(scp, tmp_path, count=2, **kwargs) -> list[Path]:
+    files = write_files(ct_series(count, **kwargs), tmp_path / "in")
+    assert _run("storescu", "-R", *_peer(scp), *map(str, files)).returncode == 0
+    return files
+
+
+def test_findscu_study_and_image_levels(scp, registered, tmp_path):
+    files = _store_series(scp, tmp_path, patient_id="P-77")
+    first = dcmread(files[0], stop_before_pixels=True)
+    out = tmp_path / "find"
+    out.mkdir()
+    result = _run(
+        "findscu", "-S", "-X", "-od", str(out), *_peer(scp),
+        "-k", "QueryRetrieveLevel=STUDY", "-k", "PatientID=P-77", "-k", "StudyInstanceUID",
+        "-k", "PatientName", "-k", "NumberOfStudyRelatedInstances",
+    )
+    assert result.returncode == 0, result.stderr
+    (response,) = [dcmread(p) for p in sorted(out.glob("rsp*.dcm"))]
+    assert response.StudyInstanceUID == first.StudyInstanceUID
+    assert (str(response.PatientName), response.NumberOfStudyRelatedInstances) == ("Doe^Jane", 2)
+
+    for p in out.glob("rsp*.dcm"):
+        p.unlink()
+    result = _run(
+        "findscu", "-S", "-X", "-od", str(out), *_peer(scp),
+        "-k", "QueryRetrieveLevel=IMAGE", "-k", f"StudyInstanceUID={first.StudyInstanceUID}",
+        "-k", f"SeriesInstanceUID={first.SeriesInstanceUID}", "-k", "SOPInstanceUID",
+    )
+    assert result.returncode == 0, result.stderr
+    found = {dcmread(p).SOPInstanceUID for p in out.glob("rsp*.dcm")}
+    assert found == {dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
+
+
+def test_findscu_from_unregistered_ae_is_refused(scp, tmp_path):
+    _store_series(scp, tmp_path, count=1)
+    result = _run(
+        "findscu", "-S", "-aet", "STRANGER", "-aec", scp.ae_title, scp.host, str(scp.port),
+        "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID",
+    )
+    assert result.returncode != 0
+    assert "no acceptable presentation contexts" in (result.stdout + result.stderr).lower()
+
+
+def test_getscu_series_is_byte_identical(scp, registered, tmp_path):
+    files = _store_series(scp, tmp_path, count=3)
+    first = dcmread(files[0], stop_before_pixels=True)
+    out = tmp_path / "get"
+    out.mkdir()
+    result = _run(
+        "getscu", "-S", "+B", "-od", str(out), *_peer(scp),
+        "-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={first.StudyInstanceUID}",
+        "-k", f"SeriesInstanceUID={first.SeriesInstanceUID}",
+    )
+    assert result.returncode == 0, result.stderr
+    retrieved = {dcmread(p, stop_before_pixels=True).SOPInstanceUID: p.read_bytes() for p in files_under(out)}
+    originals = {dcmread(p, stop_before_pixels=True).SOPInstanceUID: p.read_bytes() for p in files}
+    assert retrieved.keys() == originals.keys()
+    for sop_uid, data in originals.items():
+        assert dataset_bytes(retrieved[sop_uid]) == dataset_bytes(data)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_movescu_to_storescp_is_byte_identical(scp, registered, tmp_path):
+    files = _store_series(scp, tmp_path, count=2)
+    first = dcmread(files[0], stop_before_pixels=True)
+    out = tmp_path / "moved"
+    out.mkdir()
+    port = _free_port()
+    Modality.objects.create(ae_title="STORESCP", host="127.0.0.1", port=port)
+    storescp = subprocess.Popen(
+        ["storescp", "+B", "-aet", "STORESCP", "-od", str(out), str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for_port(port)
+        result = _run(
+            "movescu", "-S", "-aem", "STORESCP", *_peer(scp),
+            "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={first.StudyInstanceUID}",
+        )
+        assert result.returncode == 0, result.stderr
+    finally:
+        storescp.terminate()
+        storescp.wait(timeout=10)
+    moved = {dcmread(p, stop_before_pixels=True).SOPInstanceUID: p.read_bytes() for p in files_under(out)}
+    assert {k: dataset_bytes(v) for k, v in moved.items()} == {
+        dcmread(p, stop_before_pixels=True).SOPInstanceUID: dataset_bytes(p.read_bytes()) for p in files
+    }
+
+
+def test_movescu_to_unknown_destination_fails(scp, registered, tmp_path):
+    files = _store_series(scp, tmp_path, count=1)
+    result = _run(
+        "movescu", "-v", "-S", "-aem", "NOWHERE", *_peer(scp),
+        "-k", "QueryRetrieveLevel=STUDY",
+        "-k", f"StudyInstanceUID={dcmread(files[0], stop_before_pixels=True).StudyInstanceUID}",
+    )
+    assert "refused: movedestinationunknown" in (result.stdout + result.stderr).lower()  # 0xA801
+
+
+def _wait_for_port(port: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port}")

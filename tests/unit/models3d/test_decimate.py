@@ -1,0 +1,84 @@
+"""Quadric decimation: target counts, topology, boundaries and bounded deviation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from archive.errors import InvalidInput
+from models3d import measure
+from models3d.kernels import Mesh, decimate, isosurface
+from models3d.kernels.decimate import _quadrics
+from tests.factories.meshes import grid_mesh, join_meshes, noisy, octasphere_mesh
+from tests.factories.volumes import porous_volume, sphere_volume
+from tests.reference import decimate as reference
+from tests.reference.meshes import hausdorff_mm
+from tests.unit.models3d.conftest import needs_jit
+
+
+@pytest.fixture(scope="module")
+def sphere() -> Mesh:
+    vol = sphere_volume((24, 24, 24))
+    return isosurface(vol.data, vol.iso, vol.spacing_mm)
+
+
+def test_quadrics_match_twin():
+    mesh = noisy(octasphere_mesh(2), 0.05)
+    q = _quadrics(mesh.vertices.astype(np.float64), mesh.faces.astype(np.int64))
+    ref = reference.vertex_quadrics(mesh.vertices, mesh.faces)
+    iu = np.triu_indices(4)
+    assert np.allclose(q, ref[:, iu[0], iu[1]], rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.1])
+def test_closed_sphere_reaches_target_and_stays_closed(sphere, ratio):
+    out = decimate(sphere, ratio=ratio)
+    target = round(len(sphere.faces) * ratio)
+    assert target - 2 <= len(out.faces) <= target
+    assert measure.is_watertight(out)
+    assert measure.euler_characteristic(out) == 2
+    assert measure.volume_mm3(out) == pytest.approx(measure.volume_mm3(sphere), rel=0.03)
+    # Deviation bounded by a fraction of the 1 mm voxel.
+    assert hausdorff_mm(sphere, out, n=5000) < 0.5
+    assert np.all(np.bincount(out.faces.ravel(), minlength=len(out.vertices)) > 0)
+
+
+@needs_jit
+def test_porous_genus_is_preserved():
+    vol = porous_volume((40, 40, 40), period_vox=20.0, noise=0.0)
+    mesh = isosurface(vol.data, vol.iso, vol.spacing_mm)
+    out = decimate(mesh, ratio=0.2)
+    assert len(out.faces) <= round(0.2 * len(mesh.faces))
+    assert measure.is_watertight(out)
+    assert measure.euler_characteristic(out) == measure.euler_characteristic(mesh)
+    assert measure.connected_components(out)[0] == measure.connected_components(mesh)[0]
+
+
+def test_boundary_is_preserved_exactly():
+    grid = noisy(grid_mesh(12), 0.01, seed=4)
+    out = decimate(grid, count=60)
+    assert len(out.faces) <= 60
+    boundary = np.concatenate([np.arange(12), np.arange(12) * 12, np.arange(12) * 12 + 11,
+                               np.arange(132, 144)])
+    kept = {tuple(p) for p in out.vertices.tolist()}
+    assert all(tuple(p) in kept for p in grid.vertices[boundary].tolist())
+
+
+def test_separate_components_all_survive():
+    a = octasphere_mesh(3, 1.0)
+    b = Mesh(a.vertices + np.float32(5.0), a.faces)
+    out = decimate(join_meshes(a, b), ratio=0.25)
+    assert measure.connected_components(out)[0] == 2
+    assert measure.is_watertight(out)
+
+
+def test_count_above_input_is_a_no_op(sphere):
+    assert decimate(sphere, count=10**9) is not None
+    assert len(decimate(sphere, count=10**9).faces) == len(sphere.faces)
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(ratio=0.5, count=10), dict(ratio=0.0),
+                                    dict(ratio=1.5), dict(count=-1)])
+def test_rejects_bad_targets(sphere, kwargs):
+    with pytest.raises(InvalidInput):
+        decimate(sphere, **kwargs)

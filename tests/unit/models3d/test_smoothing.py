@@ -1,0 +1,75 @@
+"""Windowed-sinc smoothing: the slow twin, volume preservation, roughness, boundaries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from archive.errors import InvalidInput
+from models3d import measure
+from models3d.kernels import Mesh, isosurface, smooth
+from models3d.kernels.smoothing import sinc_coefficients, vertex_adjacency
+from tests.factories.meshes import grid_mesh, noisy, octasphere_mesh
+from tests.factories.volumes import sphere_volume
+from tests.reference import smoothing as reference
+
+
+def roughness(mesh: Mesh) -> float:
+    """Mean distance of each vertex from the mean of its neighbours."""
+    off, nbr, _ = vertex_adjacency(mesh.faces, len(mesh.vertices))
+    v = mesh.vertices.astype(np.float64)
+    sums = np.add.reduceat(v[nbr], off[:-1], axis=0)
+    means = sums / np.diff(off)[:, None]
+    return float(np.linalg.norm(v - means, axis=1).mean())
+
+
+@pytest.mark.parametrize("window", ["hamming", "nuttall"])
+def test_matches_dense_twin(window):
+    mesh = noisy(octasphere_mesh(2), 0.05, seed=1)
+    coef = sinc_coefficients(12, 0.1, window)
+    fast = smooth(mesh, iterations=12, passband=0.1, window=window)
+    slow = reference.smooth(mesh.vertices, mesh.faces, coef)
+    assert np.allclose(fast.vertices, slow, atol=1e-5)
+    assert fast.faces is mesh.faces or np.array_equal(fast.faces, mesh.faces)
+
+
+def test_coefficients_have_unit_dc_gain():
+    assert sinc_coefficients(20, 0.1).sum() == pytest.approx(1.0)
+
+
+def test_staircase_sphere_keeps_volume_and_gets_smoother():
+    vol = sphere_volume((32, 32, 32))
+    exact = isosurface(vol.data, 0.0, vol.spacing_mm)
+    blocky = isosurface((vol.data > 0).astype(np.uint8), 0.5, vol.spacing_mm)
+    out = smooth(blocky, iterations=20, passband=0.1)
+    assert measure.volume_mm3(out) == pytest.approx(measure.volume_mm3(blocky), rel=1e-2)
+    assert measure.volume_mm3(out) == pytest.approx(measure.volume_mm3(exact), rel=1e-2)
+    assert roughness(out) < 0.5 * roughness(blocky)
+    assert measure.is_watertight(out)
+
+
+def test_noisy_sphere_gets_closer_to_the_sphere():
+    sphere = octasphere_mesh(4, radius_mm=10.0)
+    rough = noisy(sphere, 0.2, seed=2)
+    out = smooth(rough, iterations=20, passband=0.1)
+    err_before = np.abs(np.linalg.norm(rough.vertices, axis=1) - 10.0).mean()
+    err_after = np.abs(np.linalg.norm(out.vertices, axis=1) - 10.0).mean()
+    assert err_after < 0.5 * err_before
+    assert measure.volume_mm3(out) == pytest.approx(measure.volume_mm3(sphere), rel=1e-2)
+
+
+def test_boundary_vertices_stay_put():
+    grid = grid_mesh(8)
+    bumpy = noisy(grid, 0.05, seed=3)
+    out = smooth(bumpy, iterations=10)
+    _, _, boundary = vertex_adjacency(grid.faces, len(grid.vertices))
+    assert boundary.sum() == 4 * 7
+    assert np.array_equal(out.vertices[boundary], bumpy.vertices[boundary])
+    assert not np.allclose(out.vertices[~boundary], bumpy.vertices[~boundary])
+
+
+@pytest.mark.parametrize("kwargs", [dict(iterations=0), dict(passband=0.0),
+                                    dict(passband=2.0), dict(window="boxcar")])
+def test_rejects_bad_parameters(kwargs):
+    with pytest.raises(InvalidInput):
+        smooth(octasphere_mesh(1), **kwargs)
