@@ -109,18 +109,22 @@ def scan_part10(fp: BinaryIO, size: int) -> Layout:
     if len(head) < _PREAMBLE + 4 or head[_PREAMBLE:] != b"DICM":
         raise InvalidInput("not a DICOM Part 10 file: no 'DICM' prefix after the 128-byte preamble")
     meta = _Reader(fp, size, little=True, explicit=True)
-    tag, vr, length = meta.header(explicit=True)
-    if tag != 0x00020000 or vr != b"UL" or length != 4:
-        raise InvalidInput("the File Meta Information has no group length (0002,0000)")
-    group_end = fp.tell() + 4 + struct.unpack("<I", meta.read(4))[0]
+    group_end = None
     syntax = None
-    while fp.tell() < group_end:
+    # Walk group 0002 element by element; its group length, when present, must agree.
+    while True:
+        start = fp.tell()
+        peek = fp.read(2)
+        fp.seek(start)
+        if peek != b"\x02\x00":
+            break
         tag, vr, length = meta.header(explicit=True)
-        if tag == 0x00020010:
-            syntax = meta.read(length).rstrip(b"\0 ").decode("ascii", "replace")
-        else:
-            meta.skip(length)
-    if fp.tell() != group_end:
+        value = meta.read(length) if length != _UNDEFINED else b""
+        if tag == 0x00020000 and length == 4:
+            group_end = fp.tell() + struct.unpack("<I", value)[0]
+        elif tag == 0x00020010:
+            syntax = value.rstrip(b"\0 ").decode("ascii", "replace")
+    if group_end is not None and fp.tell() != group_end:
         raise InvalidInput("the File Meta Information group length does not match its elements")
     if not syntax:
         raise InvalidInput("the File Meta Information has no Transfer Syntax UID (0002,0010)")
@@ -218,7 +222,8 @@ def add_part10_preamble(path) -> bool:
     """
     with open(path, "r+b") as fp:
         head = fp.read(_PREAMBLE + 4)
-        if head[_PREAMBLE:] == b"DICM" or not head.startswith(b"\x02\x00") or head[4:6] != b"UL":
+        explicit_meta = head.startswith(b"\x02\x00") and head[4:6].isalpha() and head[4:6].isupper()
+        if head[_PREAMBLE:] == b"DICM" or not explicit_meta:
             return False
         fp.seek(0)
         rest = fp.read()

@@ -8,6 +8,7 @@ variables switch to the scaled configuration (see the README's table).
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -101,9 +102,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         ),
         "transaction_mode": "IMMEDIATE",
     }
-    # A file, not memory, for the test database: live-server tests then use real
-    # per-thread connections, as gunicorn does.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    # A file, not memory, for the test database, so that live-server tests use real
+    # per-thread connections as gunicorn does; one per process, so that test runs
+    # side by side do not share it.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"vitrine-test-{os.getpid()}.sqlite3")
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import pytest
-
-# Settings read ./var/ at import: point it at a throwaway folder before Django loads.
-os.environ.setdefault("VITRINE_VAR", tempfile.mkdtemp(prefix="vitrine-test-"))
 
 try:
     import pydicom

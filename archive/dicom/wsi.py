@@ -196,9 +196,9 @@ def build_wsi_level(
         ds.LossyImageCompressionRatio = f"{level.compression_ratio:.4g}"
     if level.pixel_spacing_mm is not None:
         row_mm, col_mm = level.pixel_spacing_mm
-        ds.ImagedVolumeWidth = f"{level.total_columns * col_mm:.6g}"
-        ds.ImagedVolumeHeight = f"{level.total_rows * row_mm:.6g}"
-        ds.ImagedVolumeDepth = "0.001"
+        ds.ImagedVolumeWidth = float(level.total_columns * col_mm)
+        ds.ImagedVolumeHeight = float(level.total_rows * row_mm)
+        ds.ImagedVolumeDepth = 0.001
     # PS3.3 C.8.12.14 Microscope Slide Layer Tile Organization
     ds.TotalPixelMatrixColumns = level.total_columns
     ds.TotalPixelMatrixRows = level.total_rows

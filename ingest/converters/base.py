@@ -30,6 +30,7 @@ __all__ = [
     "Target",
     "UidFactory",
     "make_uid_factory",
+    "no_progress",
     "output_set",
 ]
 
@@ -49,7 +50,7 @@ def make_uid_factory(root: str) -> UidFactory:
     return lambda: f"{root}.{next(counter)}"
 
 
-def _no_progress(stage: str, fraction: float) -> None:
+def no_progress(stage: str, fraction: float) -> None:
     """Default progress sink."""
 
 
@@ -70,7 +71,7 @@ class Target:
     series_number: int = 1
     series_description: str = ""
     extra: Dataset | None = None
-    on_progress: ProgressCallback = _no_progress
+    on_progress: ProgressCallback = no_progress
 
     def new_series(self, description: str = "", offset: int = 0) -> SeriesRef:
         """A fresh SeriesRef numbered from ``series_number``."""

@@ -187,10 +187,10 @@ def tiff_stack(folder: Path, *, slices: int = 5, shape: tuple[int, int] = (16, 1
     vol = rng.integers(0, top, size=(slices, *shape)).astype(dtype)
     if multipage:
         path = folder / "stack.tif"
-        tifffile.imwrite(path, vol)
+        tifffile.imwrite(path, vol, photometric="minisblack")
         return path
     for i, plane in enumerate(vol):
-        tifffile.imwrite(folder / f"slice_{i:03d}.tif", plane)
+        tifffile.imwrite(folder / f"slice_{i:03d}.tif", plane, photometric="minisblack")
     return folder
 
 

@@ -36,7 +36,7 @@ def test_verify_reports_mismatch_missing_and_orphans(archive_storage):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_fixity_check_runs_on_a_real_worker(client, curator, settings):
+def test_fixity_check_runs_on_a_real_worker(client, curator, tmp_path):
     """Queued through the API, run by a Celery worker over the configured broker
     (the filesystem transport by default, Redis in the scaled run)."""
     from celery.contrib.testing.worker import start_worker
@@ -45,9 +45,11 @@ def test_fixity_check_runs_on_a_real_worker(client, curator, settings):
 
     for ds in ct_series(2):
         store(ds)
-    for key in ("data_folder_in", "processed_folder"):
-        if folder := settings.CELERY_BROKER_TRANSPORT_OPTIONS.get(key):
-            __import__("pathlib").Path(folder).mkdir(parents=True, exist_ok=True)
+    if app.conf.broker_url.startswith("filesystem"):
+        # A queue folder of this test's own, not the one ./var/ gives `make run`.
+        queue = tmp_path / "queue"
+        queue.mkdir()
+        app.conf.broker_transport_options = {"data_folder_in": str(queue), "data_folder_out": str(queue)}
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
         response = client.post("/api/fixity-checks", {}, content_type="application/json", **basic("curator", "curator-pass-1"))
         assert response.status_code == 201, response.content

@@ -12,7 +12,11 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
 
 @pytest.fixture
-def client_for(live_server, curator):
+def client_for(live_server, curator, settings):
+    # dicomweb-client sends "Host: localhost" without the port, so the absolute URLs
+    # Vitrine writes (BulkDataURI, RetrieveURL) come from the configured public URL.
+    settings.VITRINE_PUBLIC_URL = live_server.url
+
     def make(user: str | None = "curator", password: str = "curator-pass-1") -> DICOMwebClient:
         session = requests.Session()
         if user:

@@ -332,3 +332,38 @@ def test_move_with_nothing_matching_succeeds_empty(scp, registered, sink):
     final = _move(scp, query, sink.ae_title)[-1][0]
     assert (final.Status, final.NumberOfCompletedSuboperations) == (0x0000, 0)
     assert sink.received == {}
+
+
+def test_storage_classes_beyond_the_first_128_negotiate(scp):
+    from archive.dimse.contexts import STORAGE_SOP_CLASSES
+
+    late = list(STORAGE_SOP_CLASSES[128:])
+    assoc = associate(scp, late[:100], ae_title="ANYONE")
+    try:
+        assert {cx.abstract_syntax for cx in assoc.accepted_contexts} == set(late[:100])
+    finally:
+        assoc.release()
+
+
+def test_compressed_instance_round_trips_without_transcoding(scp, registered):
+    # RLE Lossless, encoded by pydicom: stored and sent back in the syntax it came in.
+    ds = ct_slice()
+    ds.compress("1.2.840.10008.1.2.5", encoding_plugin="pydicom")
+    assoc = associate(scp, [build_context(CTImageStorage, ["1.2.840.10008.1.2.5"])])
+    assert assoc.send_c_store(ds).Status == 0x0000
+    assoc.release()
+    assert Instance.objects.get().transfer_syntax_uid == "1.2.840.10008.1.2.5"
+    query = Dataset()
+    query.QueryRetrieveLevel = "IMAGE"
+    query.StudyInstanceUID = ds.StudyInstanceUID
+    query.SeriesInstanceUID = ds.SeriesInstanceUID
+    query.SOPInstanceUID = ds.SOPInstanceUID
+    responses, received = _get(scp, query, syntaxes=["1.2.840.10008.1.2.5"])
+    assert responses[-1][0].NumberOfCompletedSuboperations == 1
+    assert received[ds.SOPInstanceUID] == dataset_bytes(_stored_bytes(ds.SOPInstanceUID))
+    # A peer that takes only uncompressed data gets a failed sub-operation, not a transcode.
+    responses, received = _get(scp, query)
+    final, identifier = responses[-1]
+    assert (final.Status, final.NumberOfFailedSuboperations) == (0xA702, 1)
+    assert identifier.FailedSOPInstanceUIDList == ds.SOPInstanceUID
+    assert received == {}

@@ -33,8 +33,15 @@ def test_matches_dense_twin(window):
     assert fast.faces is mesh.faces or np.array_equal(fast.faces, mesh.faces)
 
 
-def test_coefficients_have_unit_dc_gain():
-    assert sinc_coefficients(20, 0.1).sum() == pytest.approx(1.0)
+@pytest.mark.parametrize("window", ["hamming", "nuttall"])
+def test_coefficients_pass_the_band_edge_and_dc(window):
+    coef = sinc_coefficients(20, 0.1, window)
+    assert coef.sum() == pytest.approx(1.0)
+    theta_pb = np.arccos(1 - 0.1 / 2)
+    edge = coef @ np.cos(np.arange(21) * theta_pb)
+    stop = coef @ np.cos(np.arange(21) * np.pi / 2)
+    assert edge == pytest.approx(1.0, abs=0.02)
+    assert abs(stop) < 0.05
 
 
 def test_staircase_sphere_keeps_volume_and_gets_smoother():
@@ -42,7 +49,7 @@ def test_staircase_sphere_keeps_volume_and_gets_smoother():
     exact = isosurface(vol.data, 0.0, vol.spacing_mm)
     blocky = isosurface((vol.data > 0).astype(np.uint8), 0.5, vol.spacing_mm)
     out = smooth(blocky, iterations=20, passband=0.1)
-    assert measure.volume_mm3(out) == pytest.approx(measure.volume_mm3(blocky), rel=1e-2)
+    assert measure.volume_mm3(out) == pytest.approx(measure.volume_mm3(blocky), rel=2e-3)
     assert measure.volume_mm3(out) == pytest.approx(measure.volume_mm3(exact), rel=1e-2)
     assert roughness(out) < 0.5 * roughness(blocky)
     assert measure.is_watertight(out)

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pydicom
+import pytest
+from pydicom.encaps import get_frame
+
+from archive.dicom.part10 import atomic_output, open_frame_writer
+from archive.dicom.photo import build_photo_from_pixels
+from archive.errors import PayloadTooLarge  # noqa: F401 - part of the documented contract
+
+import numpy as np
+
+
+def _header(refs):
+    ds = build_photo_from_pixels(np.zeros((4, 4), np.uint8), compress=False, **refs)
+    del ds.PixelData
+    ds.NumberOfFrames = 3
+    return ds
+
+
+FRAMES = [b"\xff\xd8abc\xff\xd9", b"\xff\xd8" + b"x" * 100 + b"\xff\xd9", b"\xff\xd8\xff\xd9"]
+
+
+@pytest.mark.parametrize("extended", [False, True])
+def test_streamed_frames_read_back_by_offset_table(refs, tmp_path, extended):
+    path = tmp_path / "f.dcm"
+    with open_frame_writer(path, _header(refs), transfer_syntax_uid="1.2.840.10008.1.2.4.50",
+                           number_of_frames=3, extended=extended) as writer:
+        for frame in FRAMES:
+            writer.add_frame(frame)
+    ds = pydicom.dcmread(path)
+    kwargs = {}
+    if extended:
+        offsets = np.frombuffer(ds.ExtendedOffsetTable, "<u8").tolist()
+        lengths = np.frombuffer(ds.ExtendedOffsetTableLengths, "<u8").tolist()
+        assert lengths == [len(f) for f in FRAMES]
+        kwargs["extended_offsets"] = (offsets, lengths)
+    for index, frame in enumerate(FRAMES):
+        got = get_frame(ds.PixelData, index, number_of_frames=3, **kwargs)
+        assert got.rstrip(b"\x00") == frame
+
+
+def test_missing_frames_leave_nothing(refs, tmp_path):
+    with pytest.raises(ValueError, match="1 frames written, 3 declared"):
+        with open_frame_writer(tmp_path / "f.dcm", _header(refs), transfer_syntax_uid="1.2.840.10008.1.2.4.50",
+                               number_of_frames=3) as writer:
+            writer.add_frame(FRAMES[0])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_too_many_frames_refused(refs, tmp_path):
+    with pytest.raises(ValueError, match="more frames"):
+        with open_frame_writer(tmp_path / "f.dcm", _header(refs), transfer_syntax_uid="1.2.840.10008.1.2.4.50",
+                               number_of_frames=1) as writer:
+            writer.add_frame(FRAMES[0])
+            writer.add_frame(FRAMES[1])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_output_removes_temp_on_error(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_output(tmp_path / "x.bin") as fp:
+            fp.write(b"partial")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_output(tmp_path / "x.bin") as fp:
+        fp.write(b"whole")
+    assert (tmp_path / "x.bin").read_bytes() == b"whole"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]
