@@ -8,4 +8,6 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("dicomweb/", include("archive.dicomweb.urls")),
     path("api/", include("archive.api.urls")),
+    path("iiif/", include("iiif.urls")),
+    path("", include("frontend.urls")),
 ]

@@ -1,0 +1,3 @@
+"""IIIF routes: Image API 3 under /iiif/3/, Presentation 3 under /iiif/presentation/."""
+
+urlpatterns: list = []
