@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-BENCH_ROOT = Path(os.environ.get("VITRINE_BENCH_ROOT", "/tmp/vitrine-bench"))
+# Not /tmp/vitrine-bench: bench_ingest.py removes that folder when it starts.
+BENCH_ROOT = Path(os.environ.get("VITRINE_BENCH_ROOT", "/tmp/vitrine-archive-bench"))
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 ORTHANC_PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc"))

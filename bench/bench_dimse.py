@@ -1,0 +1,182 @@
+"""DIMSE benchmark: Vitrine's SCP against Orthanc 1.10.1, same data, same run.
+
+Measures, for each server:
+
+- C-STORE of a 500-slice 512×512 CT series with dcmtk ``storescu``, one association
+  (instances per second, wall clock of the whole storescu run);
+- C-FIND latency: 200 study-level queries by PatientID from one pynetdicom association
+  (p50 and p95 per query, all responses received);
+- C-GET of the series with dcmtk ``getscu`` (seconds, wall clock);
+- C-MOVE of the series to a dcmtk ``storescp`` (seconds, wall clock of ``movescu``);
+- the server's peak RSS (VmHWM) at the end.
+
+The CPU is shared with whatever else runs on the machine; numbers are one run each.
+Usage: ``.venv/bin/python bench/bench_dimse.py [--pdu 16384] [--finds 200]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from common import (
+    BENCH_AE,
+    BENCH_ROOT,
+    SINK_AE,
+    Server,
+    Workload,
+    free_port,
+    generate_workload,
+    percentile,
+    prepare_vitrine,
+    print_table,
+    start_orthanc,
+    start_storescp,
+    start_vitrine_scp,
+)
+
+
+def _tool(*args: str) -> float:
+    """Run a dcmtk tool; return its wall-clock seconds."""
+    start = time.perf_counter()
+    result = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"{args[0]} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+    return elapsed
+
+
+def _peer(server: Server) -> list[str]:
+    return ["-aet", BENCH_AE, "-aec", server.ae_title, "127.0.0.1", str(server.dicom_port)]
+
+
+def store_series(server: Server, workload: Workload) -> float:
+    seconds = _tool("storescu", "-R", *_peer(server), *map(str, workload.series))
+    return len(workload.series) / seconds
+
+
+def store_small(server: Server, workload: Workload) -> None:
+    files = [str(p) for study in workload.small for p in study]
+    _tool("storescu", "-R", *_peer(server), *files)
+
+
+def find_latencies_ms(server: Server, workload: Workload, count: int) -> list[float]:
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND
+
+    ae = AE(ae_title=BENCH_AE)
+    ae.add_requested_context(FIND)
+    assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.ae_title)
+    if not assoc.is_established:
+        raise RuntimeError(f"{server.name} refused the C-FIND association")
+    latencies = []
+    try:
+        for n in range(count):
+            query = Dataset()
+            query.QueryRetrieveLevel = "STUDY"
+            query.PatientID = workload.small_patient_ids[n % len(workload.small_patient_ids)]
+            query.StudyInstanceUID = ""
+            query.PatientName = ""
+            query.StudyDate = ""
+            query.AccessionNumber = ""
+            query.NumberOfStudyRelatedInstances = ""
+            start = time.perf_counter()
+            responses = list(assoc.send_c_find(query, FIND))
+            latencies.append((time.perf_counter() - start) * 1000)
+            statuses = [status.Status for status, _ in responses]
+            if statuses != [0xFF00, 0x0000]:
+                raise RuntimeError(f"{server.name} answered C-FIND with {statuses}")
+    finally:
+        assoc.release()
+    return latencies
+
+
+def get_series(server: Server, workload: Workload, folder: Path, pdu: int) -> float:
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    seconds = _tool(
+        "getscu", "-S", "+B", "-pdu", str(pdu), "-od", str(folder), *_peer(server),
+        "-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={workload.series_study_uid}",
+        "-k", f"SeriesInstanceUID={workload.series_uid}",
+    )
+    received = len(list(folder.iterdir()))
+    if received != len(workload.series):
+        raise RuntimeError(f"C-GET from {server.name} brought {received} of {len(workload.series)} files")
+    return seconds
+
+
+def move_series(server: Server, workload: Workload, sink: Server) -> float:
+    before = len(list(sink.folder.iterdir()))
+    seconds = _tool(
+        "movescu", "-S", "-aem", SINK_AE, *_peer(server),
+        "-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={workload.series_study_uid}",
+        "-k", f"SeriesInstanceUID={workload.series_uid}",
+    )
+    received = len(list(sink.folder.iterdir())) - before
+    if received != len(workload.series):
+        raise RuntimeError(f"C-MOVE from {server.name} delivered {received} of {len(workload.series)} files")
+    return seconds
+
+
+def run(server: Server, workload: Workload, sink: Server, finds: int, pdu: int) -> dict[str, float]:
+    results = {"store_per_s": store_series(server, workload)}
+    store_small(server, workload)
+    find_latencies_ms(server, workload, 20)  # warm up caches and connections
+    latencies = find_latencies_ms(server, workload, finds)
+    results["find_p50_ms"] = percentile(latencies, 0.5)
+    results["find_p95_ms"] = percentile(latencies, 0.95)
+    results["get_s"] = get_series(server, workload, BENCH_ROOT / f"get-{server.name}", pdu)
+    results["move_s"] = move_series(server, workload, sink)
+    results["rss_mib"] = server.peak_rss_mib()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--finds", type=int, default=200, help="C-FIND queries per server")
+    parser.add_argument("--pdu", type=int, default=16384, help="getscu's maximum receive PDU")
+    parser.add_argument("--only", choices=("Vitrine", "Orthanc"), help="run one server only")
+    args = parser.parse_args()
+
+    workload = generate_workload()
+    sink_port = free_port()
+    sink = start_storescp(BENCH_ROOT / "sink", port=sink_port)
+    modalities = {BENCH_AE: ("127.0.0.1", free_port()), SINK_AE: ("127.0.0.1", sink_port)}
+    results: dict[str, dict[str, float]] = {}
+    try:
+        for name in ("Vitrine", "Orthanc"):
+            if args.only and name != args.only:
+                continue
+            if name == "Vitrine":
+                server = start_vitrine_scp(prepare_vitrine(modalities=modalities))
+            else:
+                server = start_orthanc(modalities)
+            try:
+                print(f"{name}: running ...", flush=True)
+                results[name] = run(server, workload, sink, args.finds, args.pdu)
+            finally:
+                server.stop()
+    finally:
+        sink.stop()
+
+    names = list(results)
+    rows = [
+        ("C-STORE 500×512 KiB, storescu, 1 assoc (inst/s)", "store_per_s", "{:.0f}"),
+        (f"C-FIND study by PatientID, p50 of {args.finds} (ms)", "find_p50_ms", "{:.2f}"),
+        (f"C-FIND study by PatientID, p95 of {args.finds} (ms)", "find_p95_ms", "{:.2f}"),
+        (f"C-GET series, getscu -pdu {args.pdu} (s)", "get_s", "{:.2f}"),
+        ("C-MOVE series to storescp (s)", "move_s", "{:.2f}"),
+        ("server peak RSS (MiB)", "rss_mib", "{:.0f}"),
+    ]
+    table = [(label, *(fmt.format(results[n][key]) for n in names)) for label, key, fmt in rows]
+    print()
+    print_table("DIMSE, one run (shared CPU)", table, ("measure", *names))
+
+
+if __name__ == "__main__":
+    main()
