@@ -32,18 +32,25 @@ class StoreOutcome:
     created: bool  # False when the same bytes were already stored
 
 
-def store_file(
-    temp_path: str | Path,
-    *,
-    sha256: str | None = None,
-    received_from: str = "",
-    owner=None,
-    visibility: str | None = None,
-    expect_study_uid: str | None = None,
-) -> StoreOutcome:
+@dataclass
+class _Item:
+    """One file of a batch on its way in."""
+
+    temp_path: Path
+    sha256: str | None
+    entry: IndexEntry | None = None
+    name: str | None = None  # its storage name once admitted
+    replaces: Instance | None = None
+    replaces_path: str | None = None
+    same_as: "_Item | None" = None  # the same bytes earlier in the batch
+    outcome: StoreOutcome | ArchiveError | None = None
+
+
+def store_file(temp_path: str | Path, *, sha256: str | None = None, **options) -> StoreOutcome:
     """Admit one finished Part 10 temporary file into the archive.
 
     The temporary file is consumed: moved into storage on success, removed on failure.
+    Options are those of ``store_files``.
 
     Raises
     ------
@@ -53,117 +60,206 @@ def store_file(
         The SOP Instance UID is stored already with other bytes, and the duplicate
         policy is "reject".
     """
-    temp_path = Path(temp_path)
-    admitted: str | None = None
-    entry: IndexEntry | None = None
+    (outcome,) = store_files([(temp_path, sha256)], **options)
+    if isinstance(outcome, ArchiveError):
+        raise outcome
+    return outcome
+
+
+def store_files(
+    files: list[tuple[str | Path, str | None]],
+    *,
+    received_from: str = "",
+    owner=None,
+    visibility: str | None = None,
+    expect_study_uid: str | None = None,
+) -> list[StoreOutcome | ArchiveError]:
+    """Admit a batch of temporary files (with their SHA-256 if known), one outcome each.
+
+    Each file succeeds or fails on its own, but the batch shares the costly parts: one
+    query for duplicates, one fsync per folder, and one database commit (a savepoint per
+    file keeps a failing row from taking the others with it). Every temporary file is
+    consumed.
+    """
+    items = [_Item(Path(path), sha) for path, sha in files]
+    storage = get_storage()
+    committed = False
+    waiting: list[_Item] = []
     try:
-        entry = read_index_entry(temp_path)
-        if expect_study_uid and entry.study_uid != expect_study_uid:
+        for item in items:
+            _check(item, expect_study_uid)
+        _find_duplicates([i for i in items if i.outcome is None])
+        waiting = [i for i in items if i.outcome is None and i.same_as is None]
+        for item in waiting:
+            entry = item.entry
+            item.name = instance_name(entry.study_uid, entry.series_uid, entry.sop_uid, item.sha256)
+        storage.admit_many([(item.name, item.temp_path) for item in waiting])
+        with transaction.atomic():
+            index = _BatchIndex(received_from, owner, visibility)
+            for item in waiting:
+                _index_one(item, index)
+            index.update_counts()
+        committed = True
+    finally:
+        for item in items:
+            item.temp_path.unlink(missing_ok=True)
+        for item in waiting:
+            stored = committed and isinstance(item.outcome, StoreOutcome) and item.outcome.created
+            if not stored:
+                storage.delete(item.name)
+            elif item.replaces_path and item.replaces_path != item.name:
+                storage.delete(item.replaces_path)
+    for item in items:
+        if item.same_as is not None:
+            first = item.same_as.outcome
+            item.outcome = StoreOutcome(first.instance, created=False) if isinstance(first, StoreOutcome) else first
+    return [item.outcome for item in items]
+
+
+def _fail(item: _Item, exc: ArchiveError) -> None:
+    if item.entry is not None:
+        # Receivers report which instance failed (STOW-RS FailedSOPSequence).
+        exc.sop_uid, exc.sop_class_uid = item.entry.sop_uid, item.entry.sop_class_uid
+    item.outcome = exc
+
+
+def _check(item: _Item, expect_study_uid: str | None) -> None:
+    try:
+        item.entry = read_index_entry(item.temp_path)
+        if expect_study_uid and item.entry.study_uid != expect_study_uid:
             raise InvalidInput(
-                f"the instance belongs to study {entry.study_uid}, not to {expect_study_uid}",
+                f"the instance belongs to study {item.entry.study_uid}, not to {expect_study_uid}",
                 dimse_status=0xA900,
             )
-        digest = sha256 or sha256_file(temp_path)
-        existing = Instance.objects.filter(sop_uid=entry.sop_uid).select_related("series__study").first()
-        if existing is not None:
-            if existing.sha256 == digest:
-                return StoreOutcome(existing, created=False)
-            if settings.VITRINE_DUPLICATE_POLICY != "replace":
-                raise Conflict(
-                    f"SOP Instance UID {entry.sop_uid} is stored already with different bytes",
-                )
-            _check_same_place(existing, entry)
-        storage = get_storage()
-        replaced = existing.path if existing is not None else None
-        name = instance_name(entry.study_uid, entry.series_uid, entry.sop_uid, digest)
-        storage.admit(name, temp_path)
-        admitted = name
-        try:
-            instance = _index(entry, name, digest, received_from, owner, visibility, existing)
-        except IntegrityError:
-            # Another receiver stored the same SOP Instance UID a moment ago.
-            storage.delete(name)
-            admitted = None
-            raced = Instance.objects.get(sop_uid=entry.sop_uid)
-            if raced.sha256 == digest:
-                return StoreOutcome(raced, created=False)
-            raise Conflict(f"SOP Instance UID {entry.sop_uid} is stored already with different bytes") from None
-        if replaced is not None and replaced != name:
-            transaction.on_commit(lambda: storage.delete(replaced))
-        admitted = None
-        return StoreOutcome(instance, created=True)
-    except BaseException as exc:
-        if admitted is not None:
-            get_storage().delete(admitted)
-        if isinstance(exc, ArchiveError) and entry is not None:
-            # Receivers report which instance failed (STOW-RS FailedSOPSequence).
-            exc.sop_uid, exc.sop_class_uid = entry.sop_uid, entry.sop_class_uid
-        raise
-    finally:
-        if temp_path.exists():
-            temp_path.unlink()
+        item.sha256 = item.sha256 or sha256_file(item.temp_path)
+    except ArchiveError as exc:
+        _fail(item, exc)
 
 
-def _check_same_place(existing: Instance, entry: IndexEntry) -> None:
-    if (existing.series.series_uid, existing.series.study.study_uid) != (entry.series_uid, entry.study_uid):
-        raise Conflict(
-            f"SOP Instance UID {entry.sop_uid} is stored already under another study or series"
-        )
+def _find_duplicates(items: list[_Item]) -> None:
+    """Settle SOP Instance UIDs stored already, or sent twice in the batch."""
+    stored = Instance.objects.filter(sop_uid__in=[i.entry.sop_uid for i in items]).select_related("series__study")
+    known = {instance.sop_uid: instance for instance in stored}
+    first_in_batch: dict[str, _Item] = {}
+    for item in items:
+        entry = item.entry
+        earlier = first_in_batch.setdefault(entry.sop_uid, item)
+        if earlier is not item:
+            if earlier.sha256 != item.sha256:
+                _fail(item, Conflict(f"SOP Instance UID {entry.sop_uid} is sent twice with different bytes"))
+            else:
+                item.same_as = earlier
+            continue
+        existing = known.get(entry.sop_uid)
+        if existing is None:
+            continue
+        if existing.sha256 == item.sha256:
+            item.outcome = StoreOutcome(existing, created=False)
+        elif settings.VITRINE_DUPLICATE_POLICY != "replace":
+            _fail(item, Conflict(f"SOP Instance UID {entry.sop_uid} is stored already with different bytes"))
+        elif (existing.series.series_uid, existing.series.study.study_uid) != (entry.series_uid, entry.study_uid):
+            _fail(item, Conflict(f"SOP Instance UID {entry.sop_uid} is stored already under another study or series"))
+        else:
+            item.replaces, item.replaces_path = existing, existing.path
 
 
-def _index(
-    entry: IndexEntry, name: str, digest: str, received_from: str, owner, visibility, existing
-) -> Instance:
-    size = os.path.getsize(get_storage().path(name))
-    with transaction.atomic():
-        patient, _ = Patient.objects.get_or_create(
-            patient_id=entry.patient["patient_id"],
-            issuer=entry.patient["issuer"],
-            defaults={k: entry.patient[k] for k in ("patient_name", "birth_date", "sex")},
-        )
-        study, study_created = Study.objects.get_or_create(
-            study_uid=entry.study_uid,
-            defaults={
-                **entry.study,
-                "patient": patient,
-                "owner": owner,
-                "visibility": visibility or Visibility.PRIVATE,
-            },
-        )
-        if not study_created and study.patient_id != patient.pk:
+class _BatchIndex:
+    """Patients, studies and series met in one batch, and the counts to add to them."""
+
+    def __init__(self, received_from: str, owner, visibility: str | None) -> None:
+        self.received_from, self.owner, self.visibility = received_from[:64], owner, visibility
+        self.studies: dict[str, Study] = {}
+        self.series: dict[str, tuple[Series, bool]] = {}
+        self.added: dict[int, int] = {}  # series pk → new instances
+        self.modalities: dict[int, set[str]] = {}
+
+    def study_for(self, entry: IndexEntry) -> Study:
+        study = self.studies.get(entry.study_uid)
+        if study is None:
+            patient, _ = Patient.objects.get_or_create(
+                patient_id=entry.patient["patient_id"], issuer=entry.patient["issuer"],
+                defaults={k: entry.patient[k] for k in ("patient_name", "birth_date", "sex")},
+            )
+            study, _ = Study.objects.select_related("patient").get_or_create(
+                study_uid=entry.study_uid,
+                defaults={**entry.study, "patient": patient, "owner": self.owner,
+                          "visibility": self.visibility or Visibility.PRIVATE},
+            )
+            self.studies[entry.study_uid] = study
+        if (study.patient.patient_id, study.patient.issuer) != (entry.patient["patient_id"], entry.patient["issuer"]):
             raise InvalidInput(
                 f"study {entry.study_uid} belongs to patient {study.patient.patient_id!r}, "
                 f"not {entry.patient['patient_id']!r}"
             )
-        series, series_created = Series.objects.get_or_create(
-            series_uid=entry.series_uid, defaults={**entry.series, "study": study}
-        )
-        if not series_created and series.study_id != study.pk:
+        return study
+
+    def series_for(self, entry: IndexEntry, study: Study) -> Series:
+        known = self.series.get(entry.series_uid)
+        if known is None:
+            series, created = Series.objects.get_or_create(
+                series_uid=entry.series_uid, defaults={**entry.series, "study": study}
+            )
+            self.series[entry.series_uid] = known = (series, created)
+        series = known[0]
+        if series.study_id != study.pk:
             raise InvalidInput(f"series {entry.series_uid} belongs to another study")
-        fields = dict(
-            sop_class_uid=entry.sop_class_uid,
-            transfer_syntax_uid=entry.transfer_syntax_uid,
-            size_bytes=size,
-            sha256=digest,
-            path=name,
-            metadata=entry.metadata,
-            received_from=received_from[:64],
-            **entry.instance,
-        )
-        if existing is not None:
-            Instance.objects.filter(pk=existing.pk).update(**fields)
-            existing.refresh_from_db()
-            return existing
-        instance = Instance.objects.create(sop_uid=entry.sop_uid, series=series, **fields)
-        Series.objects.filter(pk=series.pk).update(num_instances=F("num_instances") + 1)
-        study_update = {"num_instances": F("num_instances") + 1}
-        if series_created:
-            study_update["num_series"] = F("num_series") + 1
-        modality = entry.series["modality"]
-        if modality and modality not in study.modalities.split("\\"):
-            study_update["modalities"] = "\\".join(filter(None, [*study.modalities.split("\\"), modality]))
-        Study.objects.filter(pk=study.pk).update(**study_update)
-        return instance
+        return series
+
+    def update_counts(self) -> None:
+        for series, created in self.series.values():
+            added = self.added.get(series.pk, 0)
+            if added:
+                Series.objects.filter(pk=series.pk).update(num_instances=F("num_instances") + added)
+        for study in self.studies.values():
+            series_here = [(s, c) for s, c in self.series.values() if s.study_id == study.pk]
+            added = sum(self.added.get(s.pk, 0) for s, _ in series_here)
+            new_series = sum(1 for s, c in series_here if c and self.added.get(s.pk))
+            if not added:
+                continue
+            current = Study.objects.values_list("modalities", flat=True).get(pk=study.pk)
+            modalities = [m for m in current.split("\\") if m]
+            modalities += sorted(self.modalities.get(study.pk, set()) - set(modalities))
+            Study.objects.filter(pk=study.pk).update(
+                num_instances=F("num_instances") + added,
+                num_series=F("num_series") + new_series,
+                modalities="\\".join(modalities),
+            )
+
+
+def _index_one(item: _Item, index: _BatchIndex) -> None:
+    """Write one item's rows inside its own savepoint."""
+    entry = item.entry
+    size = os.path.getsize(get_storage().path(item.name))
+    fields = dict(
+        sop_class_uid=entry.sop_class_uid, transfer_syntax_uid=entry.transfer_syntax_uid,
+        size_bytes=size, sha256=item.sha256, path=item.name, metadata=entry.metadata,
+        received_from=index.received_from, **entry.instance,
+    )
+    try:
+        with transaction.atomic():
+            study = index.study_for(entry)
+            series = index.series_for(entry, study)
+            if item.replaces is not None:
+                Instance.objects.filter(pk=item.replaces.pk).update(**fields)
+                item.replaces.refresh_from_db()
+                item.outcome = StoreOutcome(item.replaces, created=True)
+                return
+            instance = Instance.objects.create(sop_uid=entry.sop_uid, series=series, **fields)
+    except InvalidInput as exc:
+        _fail(item, exc)
+        return
+    except IntegrityError:
+        # Another receiver stored the same SOP Instance UID a moment ago.
+        raced = Instance.objects.get(sop_uid=entry.sop_uid)
+        if raced.sha256 == item.sha256:
+            item.outcome = StoreOutcome(raced, created=False)
+        else:
+            _fail(item, Conflict(f"SOP Instance UID {entry.sop_uid} is stored already with different bytes"))
+        return
+    index.added[series.pk] = index.added.get(series.pk, 0) + 1
+    if modality := entry.series["modality"]:
+        index.modalities.setdefault(study.pk, set()).add(modality)
+    item.outcome = StoreOutcome(instance, created=True)
 
 
 def delete_study(study: Study) -> int:

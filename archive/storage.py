@@ -41,20 +41,29 @@ class ArchiveFileStorage(FileSystemStorage):
 
     def admit(self, name: str, temp_path: str | Path) -> None:
         """Move a finished temporary file to ``name``: fsync, rename, fsync the folder."""
-        final = Path(self.path(name))
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self.admit_many([(name, temp_path)])
+
+    def admit_many(self, moves: list[tuple[str, str | Path]]) -> None:
+        """Admit several files, fsyncing each folder once rather than once per file."""
+        folders = set()
         try:
-            fd = os.open(temp_path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temp_path, final)
-            dir_fd = os.open(final.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            for name, temp_path in moves:
+                fd = os.open(temp_path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            for name, temp_path in moves:
+                final = Path(self.path(name))
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(temp_path, final)
+                folders.add(final.parent)
+            for folder in folders:
+                dir_fd = os.open(folder, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
         except OSError as exc:
             if exc.errno == 28:  # ENOSPC
                 raise OutOfResources("the archive storage is full") from None

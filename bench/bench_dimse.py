@@ -17,6 +17,8 @@ Usage: ``.venv/bin/python bench/bench_dimse.py [--pdu 16384] [--finds 200]``.
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import shutil
 import subprocess
 import time
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from common import (
     BENCH_AE,
-    BENCH_ROOT,
+    BENCH_ROOT as SHARED_ROOT,
     SINK_AE,
     Server,
     Workload,
@@ -39,10 +41,16 @@ from common import (
 )
 
 
+# Servers and sinks of this benchmark live apart from bench_archive.py's, so both can run.
+BENCH_ROOT = SHARED_ROOT / "dimse"
+
+
 def _tool(*args: str) -> float:
     """Run a dcmtk tool; return its wall-clock seconds."""
     start = time.perf_counter()
-    result = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    # dcmtk disables Nagle's algorithm when TCP_NODELAY is set (as Orthanc is started).
+    env = {**os.environ, "TCP_NODELAY": "1"}
+    result = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         raise RuntimeError(f"{args[0]} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
@@ -65,12 +73,18 @@ def store_small(server: Server, workload: Workload) -> None:
 
 def find_latencies_ms(server: Server, workload: Workload, count: int) -> list[float]:
     from pydicom.dataset import Dataset
-    from pynetdicom import AE
+    from pynetdicom import AE, evt
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND
+
+    def no_delay(event) -> None:
+        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     ae = AE(ae_title=BENCH_AE)
     ae.add_requested_context(FIND)
-    assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.ae_title)
+    assoc = ae.associate(
+        "127.0.0.1", server.dicom_port, ae_title=server.ae_title,
+        evt_handlers=[(evt.EVT_CONN_OPEN, no_delay)],
+    )
     if not assoc.is_established:
         raise RuntimeError(f"{server.name} refused the C-FIND association")
     latencies = []
@@ -153,9 +167,9 @@ def main() -> None:
             if args.only and name != args.only:
                 continue
             if name == "Vitrine":
-                server = start_vitrine_scp(prepare_vitrine(modalities=modalities))
+                server = start_vitrine_scp(prepare_vitrine(BENCH_ROOT / "vitrine", modalities))
             else:
-                server = start_orthanc(modalities)
+                server = start_orthanc(modalities, folder=BENCH_ROOT / "orthanc")
             try:
                 print(f"{name}: running ...", flush=True)
                 results[name] = run(server, workload, sink, args.finds, args.pdu)

@@ -1,3 +1,9 @@
 """Portal pages."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from . import viewer
+
+urlpatterns = [
+    path("viewer/", viewer.viewer, name="viewer"),
+]

@@ -39,6 +39,7 @@ __all__ = [
     "VolumeGeometry",
     "build_ct_slice",
     "read_ct_volume",
+    "update_ct_slice",
 ]
 
 CT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.2"
@@ -213,6 +214,20 @@ def build_ct_slice(
     ds["PixelData"].VR = "OW"
     ds.file_meta = file_meta_for(ds, ExplicitVRLittleEndian)
     return ds
+
+
+def update_ct_slice(ds: Dataset, *, index: int, geometry: VolumeGeometry, instance_uid: str) -> None:
+    """Turn a slice's data set into slice ``index`` of the same series, in place.
+
+    Changes exactly what ``build_ct_slice`` makes differ between slices of one
+    series: SOP Instance UID, Instance Number, Image Position and Slice Location.
+    """
+    check_uid("instance_uid", instance_uid)
+    ds.SOPInstanceUID = instance_uid
+    ds.InstanceNumber = index + 1
+    ds.ImagePositionPatient = [_ds_number(v) for v in geometry.position(index)]
+    ds.SliceLocation = _ds_number(float(geometry.normal @ geometry.position(index)))
+    ds.file_meta.MediaStorageSOPInstanceUID = instance_uid
 
 
 def read_ct_volume(datasets: Sequence[Dataset]) -> tuple[np.ndarray, VolumeGeometry, Rescale]:

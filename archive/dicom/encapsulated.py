@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO
 
-from highdicom.sr import CodedConcept
 from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
@@ -34,6 +34,7 @@ from archive.dicom.refs import (
     SourceSeriesRef,
     StudyRef,
     check_uid,
+    code_item,
     dicom_date,
     dicom_datetime,
     dicom_time,
@@ -59,7 +60,8 @@ __all__ = [
 
 # Private coding scheme (PS3.16 8.2: designators starting "99" are local).
 VITRINE_SCHEME = "99VITRINE"
-MILLIMETRE = CodedConcept("mm", "UCUM", "millimeter")
+MILLIMETRE = ("mm", "UCUM", "millimeter")
+FORMAT_CONVERSION = ("MESHFMTCONV", VITRINE_SCHEME, "Mesh file format conversion")
 
 
 class DocumentKind(enum.Enum):
@@ -231,22 +233,18 @@ def _apply_model(ds: Dataset, model: ModelInfo, source: SourceSeriesRef | None) 
         ds.ReferencedInstanceSequence = DicomSequence(items)
         ds.ListOfMIMETypes = sorted({r.mime_type for r in model.related})
     # PS3.3 A.85: Manufacturing 3D Model Module (units, group, description)
-    ds.MeasurementUnitsCodeSequence = DicomSequence([MILLIMETRE])
+    ds.MeasurementUnitsCodeSequence = DicomSequence([code_item(*MILLIMETRE)])
     if model.model_group_uid:
         ds.ModelGroupUID = model.model_group_uid
     if model.measurements is not None:
         ds.ContentDescription = model.measurements.describe()[:64]
     if model.derivation:
         ds.DerivationDescription = model.derivation
-        ds.DerivationCodeSequence = DicomSequence(
-            [CodedConcept("MESHFMTCONV", VITRINE_SCHEME, "Mesh file format conversion")]
-        )
+        ds.DerivationCodeSequence = DicomSequence([code_item(*FORMAT_CONVERSION)])
     if model.algorithm is not None:
         name, version = model.algorithm
         algo = Dataset()
-        algo.AlgorithmFamilyCodeSequence = DicomSequence(
-            [CodedConcept("MESHFMTCONV", VITRINE_SCHEME, "Mesh file format conversion")]
-        )
+        algo.AlgorithmFamilyCodeSequence = DicomSequence([code_item(*FORMAT_CONVERSION)])
         algo.AlgorithmName = name[:64]
         algo.AlgorithmVersion = version[:64]
         ds.DerivationAlgorithmSequence = DicomSequence([algo])
@@ -407,9 +405,9 @@ def copy_encapsulated_document(
 
     Returns the number of bytes copied (EncapsulatedDocumentLength when present).
     """
-    header = dcmread(path, defer_size=1024, stop_before_pixels=True)
-    raw = header.get_item(Tag(0x0042, 0x0011))
-    if raw is None:
+    header = dcmread(path, defer_size=0, stop_before_pixels=True)
+    raw = header.get_item(Tag(0x0042, 0x0011), keep_deferred=True)
+    if not isinstance(raw, RawDataElement):
         raise InvalidInput(f"{os.fspath(path)!r} holds no EncapsulatedDocument")
     length = header.get("EncapsulatedDocumentLength", raw.length)
     if length > raw.length:

@@ -13,7 +13,9 @@ nothing behind.
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 import struct
 import tempfile
 from collections.abc import Callable, Iterator
@@ -21,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomFileLike
 from pydicom.filewriter import write_dataset, write_file_meta_info
@@ -33,10 +36,12 @@ __all__ = [
     "CHUNK_SIZE",
     "FrameWriter",
     "atomic_output",
+    "encode_header",
     "file_meta_for",
     "open_frame_writer",
     "write_dataset_file",
     "write_document_file",
+    "write_native_pixel_file",
 ]
 
 CHUNK_SIZE = 8 * 1024 * 1024
@@ -116,7 +121,6 @@ def write_document_file(
     length: int,
     chunk_size: int = CHUNK_SIZE,
     on_chunk: Callable[[bytes], None] | None = None,
-    trailer: Callable[[], Dataset] | None = None,
 ) -> Path:
     """Write ``ds`` with its Encapsulated Document streamed from ``payload``.
 
@@ -124,9 +128,8 @@ def write_document_file(
     position of ``payload`` and padded with one NUL to even length (PS3.5 7.1.1). The
     true length belongs in EncapsulatedDocumentLength, which the builder sets.
 
-    ``on_chunk`` sees every chunk as it is copied (to measure or hash in the same
-    pass); ``trailer`` is called after the copy and returns elements to add, all with
-    tags above (0042,0011), so values computed from the payload still land in order.
+    File-to-file copies run in the kernel (copy_file_range). ``on_chunk``, when given,
+    sees every chunk as it is copied through Python instead (to hash in the same pass).
 
     Raises
     ------
@@ -144,25 +147,95 @@ def write_document_file(
         write_dataset(out, before)
         # Explicit VR OB header: tag, VR, 2 reserved bytes, 4-byte length (PS3.5 7.1.2).
         fp.write(struct.pack("<HH2sHI", 0x0042, 0x0011, b"OB", 0, padded))
-        remaining = length
-        while remaining:
-            chunk = payload.read(min(chunk_size, remaining))
-            if not chunk:
-                raise InvalidInput(
-                    f"payload ended {remaining} bytes before its declared length {length}"
-                )
-            fp.write(chunk)
-            if on_chunk is not None:
-                on_chunk(chunk)
-            remaining -= len(chunk)
+        if on_chunk is None and _copy_in_kernel(payload, fp, length):
+            pass
+        else:
+            _copy_in_python(payload, fp, length, chunk_size, on_chunk)
         if length & 1:
             fp.write(b"\x00")
-        if trailer is not None:
-            late = trailer()
-            if any(elem.tag <= ENCAPSULATED_DOCUMENT for elem in late):
-                raise ValueError("trailer elements must come after (0042,0011)")
-            after.update(late)
         write_dataset(out, after)
+    return Path(path)
+
+
+def _copy_in_kernel(src: BinaryIO, dst: BinaryIO, length: int) -> bool:
+    """Copy ``length`` bytes file-to-file without passing them through Python.
+
+    Uses copy_file_range (or sendfile) from the source's current position. Returns
+    False, having copied nothing, when either side is not a plain file.
+    """
+    try:
+        src_fd, dst_fd = src.fileno(), dst.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return False
+    if not (stat.S_ISREG(os.fstat(src_fd).st_mode) and stat.S_ISREG(os.fstat(dst_fd).st_mode)):
+        return False
+    dst.flush()
+    src_pos, dst_pos = src.tell(), dst.tell()
+    done = 0
+    while done < length:
+        try:
+            n = os.copy_file_range(src_fd, dst_fd, length - done, src_pos + done, dst_pos + done)
+        except OSError:
+            if done:
+                raise
+            return False
+        if n == 0:
+            raise InvalidInput(f"payload ended {length - done} bytes before its declared length {length}")
+        done += n
+    src.seek(src_pos + length)
+    dst.seek(dst_pos + length)
+    return True
+
+
+def _copy_in_python(
+    src: BinaryIO, dst: BinaryIO, length: int, chunk_size: int,
+    on_chunk: Callable[[bytes], None] | None,
+) -> None:
+    """Chunked copy through Python, showing each chunk to ``on_chunk``."""
+    remaining = length
+    while remaining:
+        chunk = src.read(min(chunk_size, remaining))
+        if not chunk:
+            raise InvalidInput(f"payload ended {remaining} bytes before its declared length {length}")
+        dst.write(chunk)
+        if on_chunk is not None:
+            on_chunk(chunk)
+        remaining -= len(chunk)
+
+
+def encode_header(ds: Dataset, *, transfer_syntax_uid: str = ExplicitVRLittleEndian) -> bytes:
+    """Preamble, File Meta Information and every element of ``ds`` before Pixel Data.
+
+    For writers that append the Pixel Data themselves (``write_native_pixel_file``);
+    ``ds`` must not hold (7FE0,0010) or anything after it.
+    """
+    if any(elem.tag >= PIXEL_DATA for elem in ds):
+        raise ValueError("encode_header: the dataset must end before (7FE0,0010)")
+    buf = io.BytesIO()
+    out = _open_part10(buf, ds, transfer_syntax_uid)  # type: ignore[arg-type]
+    write_dataset(out, ds)
+    return buf.getvalue()
+
+
+def write_native_pixel_file(path: str | os.PathLike[str], header: bytes, pixels: np.ndarray) -> Path:
+    """Write ``header`` then native (uncompressed) Pixel Data straight from ``pixels``.
+
+    ``pixels`` must be C-contiguous little-endian 8 or 16-bit samples; their buffer is
+    written without an intermediate copy (PS3.5 8.1.1, OB for 8-bit, OW for 16-bit).
+    """
+    if not pixels.flags.c_contiguous or pixels.dtype.byteorder == ">" or pixels.dtype.itemsize not in (1, 2):
+        raise ValueError(f"pixels must be C-contiguous little-endian 8/16-bit, got {pixels.dtype}")
+    vr = b"OW" if pixels.dtype.itemsize == 2 else b"OB"
+    nbytes = pixels.nbytes
+    pad = nbytes & 1
+    if nbytes + pad >= 0xFFFFFFFF:
+        raise PayloadTooLarge(f"native pixel data must be < 4 GiB, got {nbytes} bytes")
+    with atomic_output(path) as fp:
+        fp.write(header)
+        fp.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, vr, 0, nbytes + pad))
+        fp.write(memoryview(pixels).cast("B"))
+        if pad:
+            fp.write(b"\x00")
     return Path(path)
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "SourceSeriesRef",
     "StudyRef",
     "check_uid",
+    "code_item",
     "dicom_date",
     "dicom_datetime",
     "dicom_time",
@@ -43,6 +44,17 @@ def check_uid(name: str, value: str) -> str:
     if not isinstance(value, str) or len(value) > 64 or not _UID_RE.match(value):
         raise InvalidInput(f"{name} must be a DICOM UID (digits and dots, <= 64), got {value!r}")
     return value
+
+
+def code_item(value: str, scheme: str, meaning: str) -> Dataset:
+    """One item of a code sequence (PS3.3 8.8, Code Sequence Macro; short values only)."""
+    if not 0 < len(value) <= 16 or not 0 < len(scheme) <= 16 or not 0 < len(meaning) <= 64:
+        raise ValueError(f"code ({value!r}, {scheme!r}, {meaning!r}) does not fit SH/SH/LO")
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = scheme
+    item.CodeMeaning = meaning
+    return item
 
 
 def dicom_date(value: date | datetime) -> str:

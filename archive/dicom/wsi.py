@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import highdicom as hd
-from highdicom.sr import CodedConcept
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
@@ -39,6 +37,7 @@ from archive.dicom.refs import (
     SeriesRef,
     StudyRef,
     check_uid,
+    code_item,
     dicom_date,
     dicom_datetime,
     dicom_time,
@@ -56,9 +55,9 @@ __all__ = [
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
-_BRIGHTFIELD = CodedConcept("111744", "DCM", "Brightfield illumination")
-_FULL_SPECTRUM = CodedConcept("414298005", "SCT", "Full Spectrum")
-_SLIDE = CodedConcept("433466003", "SCT", "Microscope slide")
+_BRIGHTFIELD = ("111744", "DCM", "Brightfield illumination")
+_FULL_SPECTRUM = ("414298005", "SCT", "Full Spectrum")
+_SLIDE = ("433466003", "SCT", "Microscope slide")
 
 
 @dataclass(frozen=True)
@@ -130,8 +129,8 @@ def _srgb_profile() -> bytes:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
-def _code_item(code: CodedConcept) -> DicomSequence:
-    return DicomSequence([code])
+def _code_item(code: tuple[str, str, str]) -> DicomSequence:
+    return DicomSequence([code_item(*code)])
 
 
 def build_wsi_level(
@@ -236,6 +235,8 @@ def _dimensions(ds: Dataset, slide: SlideInfo) -> None:
 
 def _functional_groups(ds: Dataset, level: LevelSpec) -> None:
     """PS3.3 C.8.12.6: shared groups only (TILED_FULL needs no per-frame items)."""
+    import highdicom as hd
+
     shared = Dataset()
     if level.pixel_spacing_mm is not None:
         shared.PixelMeasuresSequence = hd.PixelMeasuresSequence(
@@ -252,6 +253,8 @@ def _functional_groups(ds: Dataset, level: LevelSpec) -> None:
 
 def _specimen(ds: Dataset, slide: SlideInfo) -> None:
     """PS3.3 C.8.12.2 Specimen module: one slide holding one specimen."""
+    import highdicom as hd
+
     ds.ContainerIdentifier = slide.container_id
     ds.IssuerOfTheContainerIdentifierSequence = DicomSequence()
     ds.ContainerTypeCodeSequence = _code_item(_SLIDE)

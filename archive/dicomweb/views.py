@@ -27,7 +27,7 @@ from ..errors import ArchiveError, Forbidden, InvalidInput, NotAcceptable, NotFo
 from ..models import Instance, Visibility, can_read_private
 from ..multipart import new_boundary, parse_accept, parse_media_type, read_parts, write_parts, file_chunks
 from ..part10 import add_part10_preamble
-from ..services import store_file
+from ..services import store_files
 from ..storage import get_storage
 from .. import frames
 from . import encoding
@@ -162,18 +162,20 @@ def stow(request, study_uid: str | None = None):
         raise
     base = base_url(request)
     stored, failed = [], []
+    dicom = []
     for part_type, sink in staged:
-        if part_type != "application/dicom":
+        if part_type == "application/dicom":
+            dicom.append(sink)
+        else:
             sink.discard()
             failed.append({"status": 0xC000, "reason": f"a part has Content-Type {part_type!r}"})
-            continue
-        try:
-            outcome = store_file(
-                sink.path, sha256=sink.hexdigest(), received_from=f"STOW-RS {user.get_username()}",
-                owner=user, expect_study_uid=study_uid,
-            )
-        except ArchiveError as exc:
-            failed.append({"status": exc.dimse_status or 0xC000, "reason": exc.detail, **_uids_of(exc)})
+    outcomes = store_files(
+        [(sink.path, sink.hexdigest()) for sink in dicom],
+        received_from=f"STOW-RS {user.get_username()}", owner=user, expect_study_uid=study_uid,
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, ArchiveError):
+            failed.append({"status": outcome.dimse_status or 0xC000, "reason": outcome.detail, **_uids_of(outcome)})
             continue
         instance = outcome.instance
         series = instance.series

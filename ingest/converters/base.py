@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pydicom.dataset import Dataset
 
@@ -23,6 +23,7 @@ from archive.dicom.part10 import write_dataset_file, write_document_file
 from archive.dicom.refs import VITRINE_EQUIPMENT, Equipment, PatientInfo, SeriesRef, StudyRef, check_uid
 
 __all__ = [
+    "BackgroundWriter",
     "ConversionResult",
     "OutputFile",
     "OutputSet",
@@ -144,6 +145,40 @@ class OutputSet:
         for out in self.files:
             out.path.unlink(missing_ok=True)
         self.files.clear()
+
+
+class BackgroundWriter:
+    """Runs file writes on one worker thread so that disk time overlaps CPU time.
+
+    At most ``depth`` writes are in flight (memory stays bounded). The first error
+    raised by a write is raised again from ``submit`` or ``drain``; leaving the
+    ``with`` block waits for every write, so cleanup never races a writer.
+    """
+
+    def __init__(self, depth: int = 4) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitrine-writer")
+        self._depth = depth
+        self._pending: list[Any] = []
+
+    def submit(self, fn: Callable[..., object], *args: object) -> None:
+        while len(self._pending) >= self._depth:
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(fn, *args))
+
+    def drain(self) -> None:
+        while self._pending:
+            self._pending.pop(0).result()
+
+    def __enter__(self) -> BackgroundWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for future in self._pending:
+            future.cancel()
+        self._pool.shutdown(wait=True)
+        self._pending.clear()
 
 
 @contextmanager

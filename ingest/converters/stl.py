@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset
 
 from archive.dicom.encapsulated import DocumentKind, ModelInfo, build_document_header
 from archive.dicom.part10 import write_document_file
@@ -27,6 +27,7 @@ __all__ = ["StlKind", "MeshMeter", "convert_stl", "inspect_stl", "measure_ascii_
 
 _HEADER = 84
 _TRIANGLE = 50
+_BLOCK = 4096
 _TRI_DTYPE = np.dtype([("normal", "<f4", (3,)), ("v", "<f4", (3, 3)), ("attr", "<u2")])
 _VERTEX_RE = re.compile(rb"vertex\s+(\S+)\s+(\S+)\s+(\S+)")
 
@@ -89,22 +90,35 @@ class MeshMeter:
             taken = min(self._skip, len(chunk))
             self._skip -= taken
             chunk = chunk[taken:]
-        data = self._carry + chunk if self._carry else chunk
+        data = self._carry + bytes(chunk) if self._carry else chunk
         whole = len(data) - len(data) % _TRIANGLE
         self._carry = bytes(data[whole:])
         if whole:
-            self._measure(np.frombuffer(data, dtype=_TRI_DTYPE, count=whole // _TRIANGLE))
+            tris = np.frombuffer(data, dtype=_TRI_DTYPE, count=whole // _TRIANGLE)
+            # Blocks small enough that every temporary stays in cache (about 10x faster
+            # than one pass over an 8 MB chunk).
+            for start in range(0, len(tris), _BLOCK):
+                self._measure(tris[start:start + _BLOCK])
 
     def _measure(self, tris: np.ndarray) -> None:
-        v = tris["v"].astype(np.float64)
-        a, b, c = v[:, 0], v[:, 1], v[:, 2]
-        cross = np.cross(b - a, c - a)
-        self.area_mm2 += 0.5 * float(np.sqrt(np.einsum("ij,ij->i", cross, cross)).sum())
-        # Signed volume of the tetrahedra to the origin (divergence theorem).
-        self.volume_mm3 += float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum()) / 6.0
-        flat = v.reshape(-1, 3)
-        self.lo = np.minimum(self.lo, flat.min(axis=0))
-        self.hi = np.maximum(self.hi, flat.max(axis=0))
+        # float32 component arithmetic (np.cross and float64 copies cost 4x more);
+        # sums accumulate in float64.
+        # One transposing copy makes every coordinate a contiguous row (the 50-byte
+        # record stride makes direct column views slow).
+        comps = np.ascontiguousarray(tris["v"].reshape(-1, 9).T)
+        ax, ay, az, bx, by, bz, cx, cy, cz = comps
+        ux, uy, uz = bx - ax, by - ay, bz - az
+        wx, wy, wz = cx - ax, cy - ay, cz - az
+        nx = uy * wz - uz * wy
+        ny = uz * wx - ux * wz
+        nz = ux * wy - uy * wx
+        self.area_mm2 += 0.5 * float(np.sqrt(nx * nx + ny * ny + nz * nz).sum(dtype=np.float64))
+        # Signed volume of the tetrahedra to the first vertex's origin (divergence
+        # theorem): a . (b x c) / 6 = a . ((b - a) x (c - a)) / 6.
+        self.volume_mm3 += float((ax * nx + ay * ny + az * nz).sum(dtype=np.float64)) / 6.0
+        xyz = comps.reshape(3, 3, -1)  # (vertex, axis, triangle)
+        self.lo = np.minimum(self.lo, xyz.min(axis=(0, 2)))
+        self.hi = np.maximum(self.hi, xyz.max(axis=(0, 2)))
         self.triangles += len(tris)
 
     def result(self) -> MeshMeasurements:
@@ -142,7 +156,8 @@ def measure_ascii_stl(data: bytes, name: str = "STL") -> MeshMeasurements:
     meter._skip = 0
     tris = np.zeros(len(coords), dtype=_TRI_DTYPE)
     tris["v"] = coords.reshape(-1, 3, 3)
-    meter._measure(tris)
+    for start in range(0, len(tris), _BLOCK):
+        meter._measure(tris[start:start + _BLOCK])
     return meter.result()
 
 
@@ -157,10 +172,11 @@ def convert_stl(path: Path, target: Target) -> list[OutputFile]:
     path = Path(path)
     kind = inspect_stl(path)
     length = path.stat().st_size
+    target.on_progress("stl", 0.0)
+    measured = _measure_file(path, kind, lambda f: target.on_progress("stl", 0.5 * f))
     series = target.new_series(path.name)
-    model_group = target.uids()
-    frame_of_reference = target.uids()
-    model = ModelInfo(frame_of_reference_uid=frame_of_reference, model_group_uid=model_group)
+    model = ModelInfo(frame_of_reference_uid=target.uids(), model_group_uid=target.uids(),
+                      measurements=measured)
     ds = build_document_header(
         DocumentKind.STL, length=length, patient=target.patient, study=target.study,
         series=series, instance_uid=target.uids(), created=target.now,
@@ -168,27 +184,32 @@ def convert_stl(path: Path, target: Target) -> list[OutputFile]:
     )
     if target.extra is not None:
         ds.update(target.extra)
-    meter = MeshMeter()
-    ascii_measurements: list[MeshMeasurements] = []
-    if not kind.binary:
-        ascii_measurements.append(measure_ascii_stl(path.read_bytes(), path.name))
-    progress = {"done": 0}
-
-    def on_chunk(chunk: bytes) -> None:
-        if kind.binary:
-            meter.feed(chunk)
-        progress["done"] += len(chunk)
-        target.on_progress("stl", progress["done"] / max(length, 1))
-
-    def trailer() -> Dataset:
-        measured = meter.result() if kind.binary else ascii_measurements[0]
-        late = Dataset()
-        late.ContentDescription = measured.describe()[:64]
-        return late
-
-    target.on_progress("stl", 0.0)
     with output_set(target.out_dir, path.name) as outputs, open(path, "rb") as payload:
         out = outputs.path_for(ds)
-        write_document_file(out, ds, payload=payload, length=length, on_chunk=on_chunk, trailer=trailer)
+        # The payload is copied file to file in the kernel (copy_file_range).
+        write_document_file(out, ds, payload=payload, length=length)
         outputs.record(ds, out)
+    target.on_progress("stl", 1.0)
     return outputs.files
+
+
+def _measure_file(path: Path, kind: StlKind, progress: Callable[[float], None]) -> MeshMeasurements:
+    """Measure an STL in one read pass through a reused, triangle-aligned buffer."""
+    if not kind.binary:
+        return measure_ascii_stl(path.read_bytes(), path.name)
+    meter = MeshMeter()
+    meter._skip = 0
+    buf = bytearray(_TRIANGLE * 160_000)
+    total = kind.triangles * _TRIANGLE
+    done = 0
+    with open(path, "rb", buffering=0) as fp:
+        fp.seek(_HEADER)
+        while done < total:
+            view = memoryview(buf)[: min(len(buf), total - done)]
+            got = fp.readinto(view)
+            if not got:
+                raise InvalidInput(f"{path.name}: STL ended at byte {_HEADER + done} of {_HEADER + total}")
+            meter.feed(view[:got])
+            done += got
+            progress(done / total)
+    return meter.result()

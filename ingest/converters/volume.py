@@ -21,11 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from archive.dicom.ct import Rescale, VolumeGeometry, build_ct_slice
+from archive.dicom.ct import Rescale, VolumeGeometry, build_ct_slice, update_ct_slice
+from archive.dicom.part10 import encode_header, write_native_pixel_file
 from archive.errors import InvalidInput
-from ingest.converters.base import OutputFile, Target, output_set
+from ingest.converters.base import BackgroundWriter, OutputFile, Target, output_set
 
-__all__ = ["Nifti", "convert_nifti", "convert_tiff_stack", "list_tiff_slices", "read_nifti"]
+__all__ = [
+    "Nifti", "convert_nifti", "convert_tiff_stack", "list_tiff_slices", "read_nifti", "write_ct_series",
+]
 
 _TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -137,22 +140,59 @@ def convert_tiff_stack(
     stack = _inspect_stack(list_tiff_slices(Path(source)))
     store = _storable(stack.dtype, stack.files[0].name)
     widened = store.itemsize != stack.dtype.itemsize
-    series = target.new_series(Path(source).name)
+    planes = (plane.astype(store, copy=False) for plane in _iter_slices(stack))
+    return write_ct_series(
+        planes, stack.count, target, name=Path(source).name, geometry=geometry, rescale=rescale,
+        derivation=f"{stack.dtype} samples widened to 16 bits" if widened else "",
+    )
+
+
+def write_ct_series(
+    planes: Iterator[np.ndarray],
+    count: int,
+    target: Target,
+    *,
+    name: str,
+    geometry: VolumeGeometry,
+    rescale: Rescale,
+    derivation: str = "",
+) -> list[OutputFile]:
+    """Write ``count`` slices as one CT series, one Part 10 file per slice.
+
+    The first slice is built with ``build_ct_slice``; the following ones reuse its
+    header and change only what differs per slice (UID, number, position), and files
+    are written on a background thread, so a stack converts at close to disk speed.
+    """
+    series = target.new_series(name)
     frame = target.uids()
     target.on_progress("ct", 0.0)
-    with output_set(target.out_dir, Path(source).name) as outputs:
-        for index, plane in enumerate(_iter_slices(stack)):
-            ds = build_ct_slice(
-                plane.astype(store, copy=False), index=index, geometry=geometry,
-                patient=target.patient, study=target.study, series=series,
-                instance_uid=target.uids(), frame_of_reference_uid=frame, created=target.now,
-                rescale=rescale, equipment=target.equipment,
-                derivation=f"{stack.dtype} samples widened to 16 bits" if widened else "",
-            )
-            if target.extra is not None:
-                ds.update(target.extra)
-            outputs.write(ds)
-            target.on_progress("ct", (index + 1) / stack.count)
+    header = None
+    with output_set(target.out_dir, name) as outputs, BackgroundWriter() as writer:
+        for index, plane in enumerate(planes):
+            uid = target.uids()
+            if header is None:
+                header = build_ct_slice(
+                    plane, index=index, geometry=geometry, patient=target.patient,
+                    study=target.study, series=series, instance_uid=uid,
+                    frame_of_reference_uid=frame, created=target.now, rescale=rescale,
+                    equipment=target.equipment, derivation=derivation,
+                )
+                if target.extra is not None:
+                    header.update(target.extra)
+                del header.PixelData
+                first = plane
+            else:
+                if plane.shape != first.shape or plane.dtype != first.dtype:
+                    raise InvalidInput(f"{name}: slice {index + 1} differs in size or type from slice 1")
+                update_ct_slice(header, index=index, geometry=geometry, instance_uid=uid)
+            path = outputs.path_for(header)
+            outputs.record(header, path)
+            pixels = np.ascontiguousarray(plane, dtype=plane.dtype.newbyteorder("<"))
+            writer.submit(write_native_pixel_file, path, encode_header(header), pixels)
+            target.on_progress("ct", (index + 1) / count)
+        writer.drain()
+    if len(outputs.files) != count:
+        raise InvalidInput(f"{name}: expected {count} slices, read {len(outputs.files)}")
     return outputs.files
 
 
@@ -267,22 +307,7 @@ def convert_nifti(path: Path, target: Target, *, hounsfield: bool = False) -> li
         column_direction=tuple((row_vec / np.linalg.norm(row_vec)).tolist()),  # type: ignore[arg-type]
         slice_thickness_mm=float(np.linalg.norm(slice_vec)),
     )
-    series = target.new_series(Path(path).name)
-    frame = target.uids()
-    count = stored.shape[2]
-    target.on_progress("ct", 0.0)
-    with output_set(target.out_dir, Path(path).name) as outputs:
-        for k in range(count):
-            # DICOM column index = NIfTI i, row index = NIfTI j.
-            ds = build_ct_slice(
-                np.ascontiguousarray(stored[:, :, k].T), index=k, geometry=geometry,
-                patient=target.patient, study=target.study, series=series,
-                instance_uid=target.uids(), frame_of_reference_uid=frame, created=target.now,
-                rescale=rescale, equipment=target.equipment,
-                derivation=f"NIfTI-1 {Path(path).name} converted",
-            )
-            if target.extra is not None:
-                ds.update(target.extra)
-            outputs.write(ds)
-            target.on_progress("ct", (k + 1) / count)
-    return outputs.files
+    planes = (np.ascontiguousarray(stored[:, :, k].T) for k in range(stored.shape[2]))
+    # DICOM column index = NIfTI i, row index = NIfTI j.
+    return write_ct_series(planes, stored.shape[2], target, name=Path(path).name, geometry=geometry,
+                           rescale=rescale, derivation=f"NIfTI-1 {Path(path).name} converted")

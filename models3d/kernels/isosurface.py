@@ -62,22 +62,26 @@ def _row_spans(vol, thr, first, last, xcount):
 
 
 @njit(**NJIT)
-def _column(vol, thr, k, j, i, nz, ny, nx):
-    """4-bit inside code of rows (k,j), (k,j+1), (k+1,j), (k+1,j+1) at x = i; pads are 0."""
-    if i < 0 or i >= nx:
-        return 0
-    code = 0
-    if k >= 0:
-        if j >= 0 and vol[k, j, i] > thr:
-            code |= 1
-        if j + 1 < ny and vol[k, j + 1, i] > thr:
-            code |= 2
-    if k + 1 < nz:
-        if j >= 0 and vol[k + 1, j, i] > thr:
-            code |= 4
-        if j + 1 < ny and vol[k + 1, j + 1, i] > thr:
-            code |= 8
-    return code
+def _fill_columns(vol, thr, k, j, lo, hi, buf):
+    """buf[i + 1] = 4-bit inside code of rows (k,j), (k,j+1), (k+1,j), (k+1,j+1) at x = i.
+
+    Filled for i in [lo - 1, hi + 1]; rows outside the volume (pads) contribute 0.
+    buf (nx + 2,) uint8. A branch-free loop over x so LLVM can vectorise it.
+    """
+    nz, ny, _ = vol.shape
+    m0 = np.uint8(1 if (k >= 0 and j >= 0) else 0)
+    m1 = np.uint8(2 if (k >= 0 and j + 1 < ny) else 0)
+    m2 = np.uint8(4 if (k + 1 < nz and j >= 0) else 0)
+    m3 = np.uint8(8 if (k + 1 < nz and j + 1 < ny) else 0)
+    r00 = vol[max(k, 0), max(j, 0)]
+    r01 = vol[max(k, 0), min(j + 1, ny - 1)]
+    r10 = vol[min(k + 1, nz - 1), max(j, 0)]
+    r11 = vol[min(k + 1, nz - 1), min(j + 1, ny - 1)]
+    buf[lo] = 0
+    buf[hi + 2] = 0
+    for i in range(lo, hi + 1):
+        buf[i + 1] = ((m0 if r00[i] > thr else np.uint8(0)) | (m1 if r01[i] > thr else np.uint8(0))
+                      | (m2 if r10[i] > thr else np.uint8(0)) | (m3 if r11[i] > thr else np.uint8(0)))
 
 
 @njit(**NJIT)
@@ -97,20 +101,20 @@ def _count_cells(vol, thr, first, last, spread, tri_count, ycount, zcount, ntri)
     nz, ny, nx = vol.shape
     for kk in prange(nz + 1):
         k = kk - 1
+        buf = np.zeros(nx + 2, np.uint8)
         for jj in range(ny + 1):
             j = jj - 1
             lo, hi = _span(first, last, kk, jj)
             if lo > hi:
                 continue
+            _fill_columns(vol, thr, k, j, lo, hi, buf)
             ny_, nz_, nt = 0, 0, 0
-            col = 0
             for i in range(lo - 1, hi + 1):
-                nxt = _column(vol, thr, k, j, i + 1, nz, ny, nx)
-                case = spread[col] | (spread[nxt] << 1)
+                col = np.int64(buf[i + 1])
+                case = spread[col] | (spread[buf[i + 2]] << 1)
                 nt += tri_count[case]
                 ny_ += (col & 1) ^ (col >> 1 & 1)
                 nz_ += (col & 1) ^ (col >> 2 & 1)
-                col = nxt
             ycount[kk, jj] = ny_
             zcount[kk, jj] = nz_
             ntri[kk, jj] = nt
@@ -139,23 +143,22 @@ def _emit(vol, thr, iso, dz, dy, dx, first, last, spread, tri_count, tri_edges,
     for kk in prange(nz + 1):
         k = kk - 1
         ids = np.empty(12, np.int64)
+        buf = np.zeros(nx + 2, np.uint8)
         for jj in range(ny + 1):
             j = jj - 1
             lo, hi = _span(first, last, kk, jj)
             if lo > hi:
                 continue
+            _fill_columns(vol, thr, k, j, lo, hi, buf)
             cx0, cx1, cx2, cx3 = xoff[kk, jj], xoff[kk, jj + 1], xoff[kk + 1, jj], xoff[kk + 1, jj + 1]
             cy0, cy2 = yoff[kk, jj], yoff[kk + 1, jj]
             cz0, cz1 = zoff[kk, jj], zoff[kk, jj + 1]
             f = toff[kk, jj]
-            col = 0
             for i in range(lo - 1, hi + 1):
-                nxt = _column(vol, thr, k, j, i + 1, nz, ny, nx)
-                case = spread[col] | (spread[nxt] << 1)
-                col = nxt
+                case = spread[buf[i + 1]] | (spread[buf[i + 2]] << 1)
                 if case == 0 or case == 255:
                     continue
-                b = np.uint32(case)
+                b = np.int64(case)
                 ex0, ex1 = (b ^ (b >> 1)) & 1, (b >> 2 ^ b >> 3) & 1
                 ex2, ex3 = (b >> 4 ^ b >> 5) & 1, (b >> 6 ^ b >> 7) & 1
                 ey0, ey2 = (b ^ b >> 2) & 1, (b >> 4 ^ b >> 6) & 1

@@ -94,3 +94,35 @@ def test_missing_uid_is_refused(archive_storage, keyword):
         store_file(_incoming(to_bytes(ds)))
     assert Instance.objects.count() == 0
     assert stored_files(archive_storage) == []
+
+
+def test_a_batch_succeeds_or_fails_per_file(archive_storage):
+    from archive.services import store_files
+
+    good, other = ct_series(2)
+    changed = ct_slice(sop_uid=other.SOPInstanceUID, study_uid=other.StudyInstanceUID, series_uid=other.SeriesInstanceUID)
+    outcomes = store_files([
+        (_incoming(to_bytes(good)), None),
+        (_incoming(to_bytes(good)), None),          # the same bytes again in the batch
+        (_incoming(b"garbage"), None),
+        (_incoming(to_bytes(other)), None),
+        (_incoming(to_bytes(changed)), None),       # the same UID with other bytes
+    ])
+    assert outcomes[0].created and not outcomes[1].created
+    assert outcomes[1].instance.pk == outcomes[0].instance.pk
+    assert isinstance(outcomes[2], InvalidInput)
+    assert outcomes[3].created
+    assert isinstance(outcomes[4], Conflict) and outcomes[4].sop_uid == other.SOPInstanceUID
+    assert Instance.objects.count() == 2
+    assert Study.objects.get().num_instances == 2 and Series.objects.get().num_instances == 2
+    assert sorted(stored_files(archive_storage)) == sorted(Instance.objects.values_list("path", flat=True))
+
+
+def test_a_study_cannot_change_patient(archive_storage):
+    first = ct_slice(patient_id="A")
+    store_file(_incoming(to_bytes(first)))
+    intruder = ct_slice(patient_id="B", study_uid=first.StudyInstanceUID)
+    with pytest.raises(InvalidInput, match="belongs to patient 'A'"):
+        store_file(_incoming(to_bytes(intruder)))
+    assert Instance.objects.count() == 1
+    assert len(stored_files(archive_storage)) == 1

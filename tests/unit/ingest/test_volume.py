@@ -166,3 +166,19 @@ def test_truncated_nifti(target, tmp_path):
     with pytest.raises(InvalidInput, match="truncated"):
         convert_nifti(src, target)
     assert listing(target.out_dir) == []
+
+
+def test_updated_header_equals_a_freshly_built_slice(target):
+    from archive.dicom.ct import VolumeGeometry, build_ct_slice, update_ct_slice
+    from archive.dicom.refs import SeriesRef
+
+    geometry = VolumeGeometry(pixel_spacing_mm=(0.5, 0.25), slice_step_mm=(0.1, 0.0, 2.0),
+                              origin_mm=(1.0, 2.0, 3.0))
+    plane = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    common = dict(geometry=geometry, patient=target.patient, study=target.study,
+                  series=SeriesRef("1.2.3"), frame_of_reference_uid="1.2.4", created=target.now)
+    first = build_ct_slice(plane, index=0, instance_uid="1.2.5.0", **common)
+    update_ct_slice(first, index=7, geometry=geometry, instance_uid="1.2.5.7")
+    fresh = build_ct_slice(plane, index=7, instance_uid="1.2.5.7", **common)
+    assert first == fresh
+    assert first.file_meta.MediaStorageSOPInstanceUID == fresh.file_meta.MediaStorageSOPInstanceUID
