@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -33,16 +34,24 @@ FULL = {"wsi": (40000, 30000), "ct": (1024, 1024, 1024), "stl_mb": 400}
 QUICK = {"wsi": (8000, 6000), "ct": (256, 512, 512), "stl_mb": 50}
 
 
-def run_measured(cmd: list[str]) -> tuple[float, float]:
-    """Run ``cmd``; return (wall seconds, peak RSS in MiB) of that child alone."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}")
-    return wall, usage.ru_maxrss / 1024.0
+def run_measured(cmd: list[str]) -> tuple[float, float, float | None]:
+    """Run ``cmd`` under GNU time: (wall seconds, peak RSS MiB, in-process seconds).
+
+    GNU time (a small process) execs the command, so the RSS is the command's own and
+    not inflated by this Python parent. The third value is what a Vitrine child
+    reports for the conversion alone (without interpreter start and imports).
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        done = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", report.name, *cmd],
+                              stdout=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"command failed ({done.returncode}): {' '.join(cmd)}")
+        wall, rss_kib = report.read().split()[-2:]
+    inner = None
+    for line in done.stdout.splitlines():
+        if line.startswith("CONVERSION_SECONDS "):
+            inner = float(line.split()[1])
+    return float(wall), int(rss_kib) / 1024.0, inner
 
 
 def du_bytes(path: Path) -> int:
@@ -110,18 +119,18 @@ def child(kind: str, src: str, out: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     target = Target(out_dir=out_dir, patient=PatientInfo("BENCH"), study=StudyRef("1.2.826.0.1.3680043.10.543.1"),
                     uids=make_uid_factory("1.2.826.0.1.3680043.10.543.2"), now=datetime(2024, 1, 1))
-    if kind == "wsi":
-        from ingest.converters.wsi import convert_wsi
+    from ingest.converters.stl import convert_stl
+    from ingest.converters.volume import convert_tiff_stack
+    from ingest.converters.wsi import convert_wsi
 
+    start = time.perf_counter()
+    if kind == "wsi":
         convert_wsi(Path(src), target)
     elif kind == "ct":
-        from ingest.converters.volume import convert_tiff_stack
-
         convert_tiff_stack(Path(src), target, voxel_mm=(0.01, 0.01, 0.01))
     elif kind == "stl":
-        from ingest.converters.stl import convert_stl
-
         convert_stl(Path(src), target)
+    print(f"CONVERSION_SECONDS {time.perf_counter() - start:.3f}", flush=True)
 
 
 def me(kind: str, src: Path, out: Path) -> list[str]:
@@ -136,9 +145,9 @@ def case_wsi(work: Path, size: tuple[int, int], rows: list[dict]) -> None:
     t0 = time.perf_counter()
     make_slide(src, size)
     print(f"wsi: generated {size[0]}x{size[1]} in {time.perf_counter() - t0:.1f}s, {du_bytes(src) / 1e6:.0f} MB")
-    wall, rss = run_measured(me("wsi", src, work / "wsi-vitrine"))
+    wall, rss, inner = run_measured(me("wsi", src, work / "wsi-vitrine"))
     rows.append(dict(case=f"WSI {size[0]}x{size[1]}", tool="Vitrine convert_wsi", seconds=wall, rss_mib=rss,
-                     mb=du_bytes(src) / 1e6, out_mb=du_bytes(work / "wsi-vitrine") / 1e6))
+                     inner=inner, mb=du_bytes(src) / 1e6, out_mb=du_bytes(work / "wsi-vitrine") / 1e6))
     orthanc = shutil.which("OrthancWSIDicomizer")
     if orthanc is None:
         print("wsi: OrthancWSIDicomizer not installed (apt-get install orthanc-wsi); skipped")
@@ -147,7 +156,7 @@ def case_wsi(work: Path, size: tuple[int, int], rows: list[dict]) -> None:
         out = work / f"wsi-orthanc-{threads}"
         out.mkdir()
         cmd = [orthanc, f"--folder={out}", f"--threads={threads}", f"--max-size={max_size}", str(src)]
-        wall, rss = run_measured(cmd)
+        wall, rss, _ = run_measured(cmd)
         rows.append(dict(case=f"WSI {size[0]}x{size[1]}", tool=f"OrthancWSIDicomizer --threads={threads} --max-size=0",
                          seconds=wall, rss_mib=rss, mb=du_bytes(src) / 1e6, out_mb=du_bytes(out) / 1e6))
 
@@ -157,12 +166,13 @@ def case_ct(work: Path, shape: tuple[int, int, int], rows: list[dict]) -> None:
     make_stack(src, shape)
     mb = du_bytes(src) / 1e6
     subprocess.run(["sync"], check=True)
-    wall, rss = run_measured(["sh", "-c", f"cp -r {src} {work / 'stack-copy'} && sync"])
+    wall, rss, _ = run_measured(["sh", "-c", f"cp -r {src} {work / 'stack-copy'} && sync"])
     rows.append(dict(case=f"CT {shape[0]} x {shape[1]}x{shape[2]} u16", tool="cp -r + sync", seconds=wall,
                      rss_mib=rss, mb=mb))
-    wall, rss = run_measured(me("ct", src, work / "ct-vitrine"))
+    subprocess.run(["sync"], check=True)
+    wall, rss, inner = run_measured(me("ct", src, work / "ct-vitrine"))
     rows.append(dict(case=f"CT {shape[0]} x {shape[1]}x{shape[2]} u16", tool="Vitrine convert_tiff_stack",
-                     seconds=wall, rss_mib=rss, mb=mb))
+                     seconds=wall, rss_mib=rss, mb=mb, inner=inner))
 
 
 def case_stl(work: Path, megabytes: int, rows: list[dict]) -> None:
@@ -170,11 +180,12 @@ def case_stl(work: Path, megabytes: int, rows: list[dict]) -> None:
     make_stl(src, megabytes)
     mb = du_bytes(src) / 1e6
     subprocess.run(["sync"], check=True)
-    wall, rss = run_measured(["sh", "-c", f"cp {src} {work / 'copy.stl'} && sync"])
+    wall, rss, _ = run_measured(["sh", "-c", f"cp {src} {work / 'copy.stl'} && sync"])
     rows.append(dict(case=f"STL {mb:.0f} MB", tool="cp + sync", seconds=wall, rss_mib=rss, mb=mb))
-    wall, rss = run_measured(me("stl", src, work / "stl-vitrine"))
+    subprocess.run(["sync"], check=True)
+    wall, rss, inner = run_measured(me("stl", src, work / "stl-vitrine"))
     rows.append(dict(case=f"STL {mb:.0f} MB", tool="Vitrine convert_stl (streamed, measured)",
-                     seconds=wall, rss_mib=rss, mb=mb))
+                     seconds=wall, rss_mib=rss, mb=mb, inner=inner))
 
 
 def main() -> None:
@@ -206,10 +217,13 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     print(f"\ncpu: {os.cpu_count()} cores (shared with other jobs); {datetime.now().isoformat(timespec='seconds')}")
-    print("| case | tool | seconds | MB/s (input) | peak RSS MiB |")
-    print("|---|---|---:|---:|---:|")
+    print("| case | tool | process s | MB/s (input) | conversion s | MB/s (conversion) | peak RSS MiB |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['case']} | {r['tool']} | {r['seconds']:.2f} | {r['mb'] / r['seconds']:.0f} | {r['rss_mib']:.0f} |")
+        inner = r.get("inner")
+        extra = f"{inner:.2f} | {r['mb'] / inner:.0f}" if inner else "- | -"
+        print(f"| {r['case']} | {r['tool']} | {r['seconds']:.2f} | {r['mb'] / r['seconds']:.0f} | {extra} "
+              f"| {r['rss_mib']:.0f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

@@ -304,7 +304,7 @@ def start_storescp(folder: Path, *, ae_title: str = SINK_AE, port: int | None = 
     log_path = folder.parent / f"{folder.name}.log"
     process = subprocess.Popen(
         ["storescp", "+B", "-aet", ae_title, "-od", str(folder), str(port)],
-        stdout=log_path.open("w"), stderr=subprocess.STDOUT,
+        stdout=log_path.open("w"), stderr=subprocess.STDOUT, env={**os.environ, "TCP_NODELAY": "1"},
     )
     wait_for_port(port, process=process)
     return Server("storescp", ae_title, port, None, folder, process, log_path)

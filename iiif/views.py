@@ -31,6 +31,7 @@ _ALLOWED = "GET, HEAD, OPTIONS"
 MAX_AREA = int(getattr(settings, "VITRINE_IIIF_MAX_AREA", 4096 * 4096))
 MAX_WIDTH = getattr(settings, "VITRINE_IIIF_MAX_WIDTH", None)
 MAX_HEIGHT = getattr(settings, "VITRINE_IIIF_MAX_HEIGHT", None)
+COLLECTION_PAGE_SIZE = int(getattr(settings, "VITRINE_IIIF_PAGE_SIZE", 200))
 # Public images and documents may be cached by browsers and proxies; private ones only
 # by the browser that asked.
 PUBLIC_CACHE = "public, max-age=86400"
@@ -95,7 +96,7 @@ def _cache_headers(response: HttpResponse, visibility: str) -> HttpResponse:
 @iiif_endpoint
 def image_base(request, identifier: str):
     """§2.2: the base URI redirects (303) to the image information document."""
-    services.parse_image_name(identifier)
+    services.open_image(request, identifier)  # 404, 401 and 403 as for info.json
     return HttpResponseRedirect(f"{_id_url(request, identifier)}/info.json", status=303)
 
 
@@ -156,7 +157,7 @@ def series_manifest(request, series_uid: str):
 @iiif_endpoint
 def top_collection(request):
     info, members = documents.top_collection_parts(request_user(request), _urls(request))
-    response = _document(build_collection(info, members))
+    response = _document(build_collection(info, members, page_size=COLLECTION_PAGE_SIZE))
     # What a collection lists depends on who asks.
     response["Cache-Control"] = "private, max-age=60"
     response["Vary"] = "Authorization, Cookie"
@@ -168,7 +169,7 @@ def collection(request, slug: str, page: int | None = None):
     urls = _urls(request)
     info, members = documents.collection_parts(slug, request_user(request), urls)
     try:
-        payload = build_collection(info, members, page=page)
+        payload = build_collection(info, members, page_size=COLLECTION_PAGE_SIZE, page=page)
     except ValueError as exc:
         raise ImageNotFound(f"collection {slug!r}: {exc}") from None
     response = _document(payload)

@@ -24,13 +24,18 @@ def json_value(vr: str, value: Any) -> dict[str, Any]:
     return {"vr": vr, "Value": [str(value)]}
 
 
-def encode_attributes(values: dict[str, Any]) -> dict[str, Any]:
-    """keyword → value for index attributes, as a DICOM JSON object."""
-    out = {}
-    for keyword, value in values.items():
-        attribute = ATTRIBUTES[keyword]
-        out[f"{attribute.tag:08X}"] = json_value(attribute.vr, value)
-    return out
+def row_encoder(paths: dict[str, str]):
+    """A function from one ``.values()`` row to a DICOM JSON object, for keyword → path.
+
+    The tag and VR of each column are looked up once, not once per row: a QIDO listing
+    of a large series encodes thousands of attributes.
+    """
+    columns = [(path, f"{ATTRIBUTES[k].tag:08X}", ATTRIBUTES[k].vr) for k, path in paths.items()]
+
+    def encode(row: dict[str, Any]) -> dict[str, Any]:
+        return {tag: json_value(vr, row[path]) for path, tag, vr in columns}
+
+    return encode
 
 
 def dumps(objects: Iterable[dict[str, Any]]) -> bytes:

@@ -238,9 +238,10 @@ def qido(request, level: str, study_uid: str | None = None, series_uid: str | No
     truncated = limit is not None and len(rows) > limit
     rows = rows[:limit] if truncated else rows
     base = base_url(request)
+    encode = encoding.row_encoder(paths)
     results = []
     for row in rows:
-        item = encoding.encode_attributes(query.row_attributes(row, paths))
+        item = encode(row)
         if extra and level == "IMAGE":
             metadata = row["metadata"]
             for tag, element in metadata.items():

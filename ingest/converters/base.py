@@ -148,17 +148,18 @@ class OutputSet:
 
 
 class BackgroundWriter:
-    """Runs file writes on one worker thread so that disk time overlaps CPU time.
+    """Runs file writes on worker threads so that disk time overlaps CPU time.
 
     At most ``depth`` writes are in flight (memory stays bounded). The first error
     raised by a write is raised again from ``submit`` or ``drain``; leaving the
     ``with`` block waits for every write, so cleanup never races a writer.
     """
 
-    def __init__(self, depth: int = 4) -> None:
+    def __init__(self, depth: int = 8, workers: int = 4) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitrine-writer")
+        # Several workers let the file system batch the journal commits of fsync.
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vitrine-writer")
         self._depth = depth
         self._pending: list[Any] = []
 

@@ -72,7 +72,8 @@ def _inspect_stack(files: list[Path]) -> _Stack:
 
     def describe(path: Path) -> list[tuple[tuple[int, ...], np.dtype]]:
         try:
-            with tifffile.TiffFile(path) as tif:
+            # An open handle spares tifffile a realpath() per file (slow on overlay fs).
+            with open(path, "rb") as fh, tifffile.TiffFile(fh) as tif:
                 return [(tuple(p.shape), np.dtype(p.dtype)) for p in tif.pages]  # type: ignore[union-attr]
         except (tifffile.TiffFileError, OSError, ValueError) as exc:
             raise InvalidInput(f"{path.name}: unreadable TIFF ({exc})") from exc
@@ -111,7 +112,8 @@ def _iter_slices(stack: _Stack) -> Iterator[np.ndarray]:
                 yield page.asarray()  # type: ignore[union-attr]
     else:
         for path in stack.files:
-            yield tifffile.imread(path)
+            with open(path, "rb") as fh, tifffile.TiffFile(fh) as tif:
+                yield tif.pages[0].asarray()  # type: ignore[union-attr]
 
 
 def convert_tiff_stack(

@@ -29,11 +29,6 @@ from models3d.kernels.mesh import Mesh, empty_mesh, numba_threads
 from models3d.typed import Spacing, Vertices, Volume
 
 SUPPORTED_DTYPES = (np.uint8, np.int16, np.uint16, np.float32)
-#: Bit ``b`` of a 4-row column code moved to corner bit ``2 b`` of a cell case.
-_SPREAD = np.array([((c & 1)) | ((c >> 1 & 1) << 2) | ((c >> 2 & 1) << 4) | ((c >> 3 & 1) << 6)
-                    for c in range(16)], dtype=np.int64)
-
-
 @njit(**NJIT_PARALLEL)
 def _row_spans(vol, thr, first, last, xcount):
     """Pass 1: per x-row, first/last inside voxel and x-edge crossings (pads included).
@@ -63,16 +58,18 @@ def _row_spans(vol, thr, first, last, xcount):
 
 @njit(**NJIT)
 def _fill_columns(vol, thr, k, j, lo, hi, buf):
-    """buf[i + 1] = 4-bit inside code of rows (k,j), (k,j+1), (k+1,j), (k+1,j+1) at x = i.
+    """buf[i + 1] = inside bits of rows (k,j), (k,j+1), (k+1,j), (k+1,j+1) at x = i.
 
-    Filled for i in [lo - 1, hi + 1]; rows outside the volume (pads) contribute 0.
+    The bits sit at 0, 2, 4, 6 (the cell corners at x0), so a cell's case is
+    ``buf[i + 1] | buf[i + 2] << 1``; 0 is all outside, 0x55 all inside. Filled for
+    i in [lo - 1, hi + 1]; rows outside the volume (pads) contribute 0.
     buf (nx + 2,) uint8. A branch-free loop over x so LLVM can vectorise it.
     """
     nz, ny, _ = vol.shape
     m0 = np.uint8(1 if (k >= 0 and j >= 0) else 0)
-    m1 = np.uint8(2 if (k >= 0 and j + 1 < ny) else 0)
-    m2 = np.uint8(4 if (k + 1 < nz and j >= 0) else 0)
-    m3 = np.uint8(8 if (k + 1 < nz and j + 1 < ny) else 0)
+    m1 = np.uint8(4 if (k >= 0 and j + 1 < ny) else 0)
+    m2 = np.uint8(16 if (k + 1 < nz and j >= 0) else 0)
+    m3 = np.uint8(64 if (k + 1 < nz and j + 1 < ny) else 0)
     r00 = vol[max(k, 0), max(j, 0)]
     r01 = vol[max(k, 0), min(j + 1, ny - 1)]
     r10 = vol[min(k + 1, nz - 1), max(j, 0)]
@@ -93,7 +90,7 @@ def _span(first, last, kk, jj):
 
 
 @njit(**NJIT_PARALLEL)
-def _count_cells(vol, thr, first, last, spread, tri_count, ycount, zcount, ntri):
+def _count_cells(vol, thr, first, last, tri_count, ycount, zcount, ntri):
     """Pass 2: per cell row, y/z crossings owned by its lower row and its triangle count.
 
     ycount, zcount (nz + 2, ny + 2) int64 by padded row; ntri (nz + 1, ny + 1) int64.
@@ -110,11 +107,13 @@ def _count_cells(vol, thr, first, last, spread, tri_count, ycount, zcount, ntri)
             _fill_columns(vol, thr, k, j, lo, hi, buf)
             ny_, nz_, nt = 0, 0, 0
             for i in range(lo - 1, hi + 1):
-                col = np.int64(buf[i + 1])
-                case = spread[col] | (spread[buf[i + 2]] << 1)
-                nt += tri_count[case]
-                ny_ += (col & 1) ^ (col >> 1 & 1)
-                nz_ += (col & 1) ^ (col >> 2 & 1)
+                c0, c1 = buf[i + 1], buf[i + 2]
+                if c0 == c1 and (c0 == 0 or c0 == 0x55):
+                    continue  # the common case: a cell wholly outside or inside
+                col = np.int64(c0)
+                nt += tri_count[col | (np.int64(c1) << 1)]
+                ny_ += (col ^ (col >> 2)) & 1
+                nz_ += (col ^ (col >> 4)) & 1
             ycount[kk, jj] = ny_
             zcount[kk, jj] = nz_
             ntri[kk, jj] = nt
@@ -131,8 +130,67 @@ def _t(vol, iso, k0, j0, i0, k1, j1, i1, pad, t_clamp, t_pad):
     return min(max(t, t_clamp), 1.0 - t_clamp)
 
 
+@njit(**NJIT)
+def _emit_slab(kk, vol, thr, iso, dz, dy, dx, first, last, tri_count, tri_edges,
+               xoff, yoff, zoff, toff, t_clamp, t_pad, verts, faces, ids, buf):
+    """Pass 3 for the cell rows of slab kk (cells between planes kk - 1 and kk)."""
+    nz, ny, nx = vol.shape
+    k = kk - 1
+    for jj in range(ny + 1):
+        j = jj - 1
+        lo, hi = _span(first, last, kk, jj)
+        if lo > hi:
+            continue
+        _fill_columns(vol, thr, k, j, lo, hi, buf)
+        cx0, cx1, cx2, cx3 = xoff[kk, jj], xoff[kk, jj + 1], xoff[kk + 1, jj], xoff[kk + 1, jj + 1]
+        cy0, cy2 = yoff[kk, jj], yoff[kk + 1, jj]
+        cz0, cz1 = zoff[kk, jj], zoff[kk, jj + 1]
+        f = toff[kk, jj]
+        for i in range(lo - 1, hi + 1):
+            c0, c1 = buf[i + 1], buf[i + 2]
+            if c0 == c1 and (c0 == 0 or c0 == 0x55):
+                continue
+            case = np.int64(c0) | (np.int64(c1) << 1)
+            b = case
+            ex0, ex1 = (b ^ (b >> 1)) & 1, (b >> 2 ^ b >> 3) & 1
+            ex2, ex3 = (b >> 4 ^ b >> 5) & 1, (b >> 6 ^ b >> 7) & 1
+            ey0, ey2 = (b ^ b >> 2) & 1, (b >> 4 ^ b >> 6) & 1
+            ez0, ez2 = (b ^ b >> 4) & 1, (b >> 2 ^ b >> 6) & 1
+            if ex0:
+                t = _t(vol, iso, k, j, i, k, j, i + 1, i < 0 or i + 1 >= nx, t_clamp, t_pad)
+                verts[cx0, 0] = (i + t) * dx
+                verts[cx0, 1] = j * dy
+                verts[cx0, 2] = k * dz
+            if ey0:
+                t = _t(vol, iso, k, j, i, k, j + 1, i, j < 0 or j + 1 >= ny, t_clamp, t_pad)
+                verts[cy0, 0] = i * dx
+                verts[cy0, 1] = (j + t) * dy
+                verts[cy0, 2] = k * dz
+            if ez0:
+                t = _t(vol, iso, k, j, i, k + 1, j, i, k < 0 or k + 1 >= nz, t_clamp, t_pad)
+                verts[cz0, 0] = i * dx
+                verts[cz0, 1] = j * dy
+                verts[cz0, 2] = (k + t) * dz
+            ids[0], ids[1], ids[2], ids[3] = cx0, cx1, cx2, cx3
+            ids[4], ids[5], ids[6], ids[7] = cy0, cy0 + ey0, cy2, cy2 + ey2
+            ids[8], ids[9], ids[10], ids[11] = cz0, cz0 + ez0, cz1, cz1 + ez2
+            for m in range(tri_count[case]):
+                faces[f, 0] = ids[tri_edges[case, 3 * m]]
+                faces[f, 1] = ids[tri_edges[case, 3 * m + 1]]
+                faces[f, 2] = ids[tri_edges[case, 3 * m + 2]]
+                f += 1
+            cx0 += ex0
+            cx1 += ex1
+            cx2 += ex2
+            cx3 += ex3
+            cy0 += ey0
+            cy2 += ey2
+            cz0 += ez0
+            cz1 += ez2
+
+
 @njit(**NJIT_PARALLEL)
-def _emit(vol, thr, iso, dz, dy, dx, first, last, spread, tri_count, tri_edges,
+def _emit(vol, thr, iso, dz, dy, dx, first, last, tri_count, tri_edges,
           xoff, yoff, zoff, toff, t_clamp, t_pad, verts, faces):
     """Pass 3: write (V, 3) float32 vertices and (F, 3) int32 faces at the given offsets.
 
@@ -141,59 +199,10 @@ def _emit(vol, thr, iso, dz, dy, dx, first, last, spread, tri_count, tri_edges,
     """
     nz, ny, nx = vol.shape
     for kk in prange(nz + 1):
-        k = kk - 1
         ids = np.empty(12, np.int64)
         buf = np.zeros(nx + 2, np.uint8)
-        for jj in range(ny + 1):
-            j = jj - 1
-            lo, hi = _span(first, last, kk, jj)
-            if lo > hi:
-                continue
-            _fill_columns(vol, thr, k, j, lo, hi, buf)
-            cx0, cx1, cx2, cx3 = xoff[kk, jj], xoff[kk, jj + 1], xoff[kk + 1, jj], xoff[kk + 1, jj + 1]
-            cy0, cy2 = yoff[kk, jj], yoff[kk + 1, jj]
-            cz0, cz1 = zoff[kk, jj], zoff[kk, jj + 1]
-            f = toff[kk, jj]
-            for i in range(lo - 1, hi + 1):
-                case = spread[buf[i + 1]] | (spread[buf[i + 2]] << 1)
-                if case == 0 or case == 255:
-                    continue
-                b = np.int64(case)
-                ex0, ex1 = (b ^ (b >> 1)) & 1, (b >> 2 ^ b >> 3) & 1
-                ex2, ex3 = (b >> 4 ^ b >> 5) & 1, (b >> 6 ^ b >> 7) & 1
-                ey0, ey2 = (b ^ b >> 2) & 1, (b >> 4 ^ b >> 6) & 1
-                ez0, ez2 = (b ^ b >> 4) & 1, (b >> 2 ^ b >> 6) & 1
-                if ex0:
-                    t = _t(vol, iso, k, j, i, k, j, i + 1, i < 0 or i + 1 >= nx, t_clamp, t_pad)
-                    verts[cx0, 0] = (i + t) * dx
-                    verts[cx0, 1] = j * dy
-                    verts[cx0, 2] = k * dz
-                if ey0:
-                    t = _t(vol, iso, k, j, i, k, j + 1, i, j < 0 or j + 1 >= ny, t_clamp, t_pad)
-                    verts[cy0, 0] = i * dx
-                    verts[cy0, 1] = (j + t) * dy
-                    verts[cy0, 2] = k * dz
-                if ez0:
-                    t = _t(vol, iso, k, j, i, k + 1, j, i, k < 0 or k + 1 >= nz, t_clamp, t_pad)
-                    verts[cz0, 0] = i * dx
-                    verts[cz0, 1] = j * dy
-                    verts[cz0, 2] = (k + t) * dz
-                ids[0], ids[1], ids[2], ids[3] = cx0, cx1, cx2, cx3
-                ids[4], ids[5], ids[6], ids[7] = cy0, cy0 + ey0, cy2, cy2 + ey2
-                ids[8], ids[9], ids[10], ids[11] = cz0, cz0 + ez0, cz1, cz1 + ez2
-                for m in range(tri_count[case]):
-                    faces[f, 0] = ids[tri_edges[case, 3 * m]]
-                    faces[f, 1] = ids[tri_edges[case, 3 * m + 1]]
-                    faces[f, 2] = ids[tri_edges[case, 3 * m + 2]]
-                    f += 1
-                cx0 += ex0
-                cx1 += ex1
-                cx2 += ex2
-                cx3 += ex3
-                cy0 += ey0
-                cy2 += ey2
-                cz0 += ez0
-                cz1 += ez2
+        _emit_slab(kk, vol, thr, iso, dz, dy, dx, first, last, tri_count, tri_edges,
+                   xoff, yoff, zoff, toff, t_clamp, t_pad, verts, faces, ids, buf)
 
 
 def _threshold(volume: np.ndarray, iso: float) -> int | float:
@@ -263,7 +272,7 @@ def isosurface(volume: Volume, iso: float, spacing: Spacing, threads: int | None
         ycount = np.zeros_like(xcount)
         zcount = np.zeros_like(xcount)
         ntri = np.zeros((nz + 1, ny + 1), np.int64)
-        _count_cells(vol, thr, first, last, _SPREAD, TRI_COUNT, ycount, zcount, ntri)
+        _count_cells(vol, thr, first, last, TRI_COUNT, ycount, zcount, ntri)
         per_row = (xcount + ycount + zcount).ravel()
         n_vertices = int(per_row.sum())
         n_faces = int(ntri.sum())
@@ -275,7 +284,7 @@ def isosurface(volume: Volume, iso: float, spacing: Spacing, threads: int | None
         toff = (np.cumsum(ntri.ravel()) - ntri.ravel()).reshape(ntri.shape)
         verts = np.empty((n_vertices, 3), np.float32)
         faces = np.empty((n_faces, 3), np.int32)
-        _emit(vol, thr, float(iso), dz, dy, dx, first, last, _SPREAD, TRI_COUNT, TRI_EDGES,
+        _emit(vol, thr, float(iso), dz, dy, dx, first, last, TRI_COUNT, TRI_EDGES,
               start, start + xcount, start + xcount + ycount, toff, T_CLAMP, T_PAD, verts, faces)
     return Mesh(verts, faces)
 
