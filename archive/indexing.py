@@ -15,16 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
-from pydicom.dataelem import DataElement
 from pydicom.errors import InvalidDicomError
 
 from .errors import InvalidInput
+from .dicomjson import dataset_to_json
 from .part10 import Layout, scan_part10
 
 BULK_PLACEHOLDER = "vitrine-bulk:"
 # Values longer than this go to bulk data rather than inline JSON (PS3.18 8.3.5).
 BULK_THRESHOLD_BYTES = 1024
-_BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
@@ -154,36 +153,10 @@ def _int(ds: pydicom.Dataset, keyword: str) -> int | None:
         return None
 
 
-def _bulk_uri(element: DataElement) -> str:
-    return f"{BULK_PLACEHOLDER}{int(element.tag):08X}"
+def _bulk_uri(tag: int) -> str:
+    return f"{BULK_PLACEHOLDER}{tag:08X}"
 
 
 def _to_json(ds: pydicom.Dataset) -> dict[str, Any]:
-    """DICOM JSON of the data set, bulk data replaced by BulkDataURIs (PS3.18 F.2.6).
-
-    Large values are looked at through their raw element, so deferred values (pixel data
-    of a whole-slide level, say) are never read into memory.
-    """
-    out: dict[str, Any] = {}
-    for tag in ds.keys():
-        raw = ds.get_item(tag)
-        vr = getattr(raw, "VR", None)
-        length = getattr(raw, "length", None)
-        if length is None:  # an already converted DataElement
-            length = 0 if raw.value is None else len(raw.value) if vr in _BULK_VRS else 0
-            undefined = raw.is_undefined_length
-        else:
-            undefined = length == 0xFFFFFFFF
-        key = f"{int(tag):08X}"
-        if tag == 0x7FE00010 or (vr in _BULK_VRS and (length > BULK_THRESHOLD_BYTES or undefined)):
-            out[key] = {"vr": vr or "OB", "BulkDataURI": f"{BULK_PLACEHOLDER}{key}"}
-            continue
-        element = ds[tag]
-        if element.VR == "SQ":
-            items = [_to_json(item) for item in element.value]
-            out[key] = {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
-            continue
-        out[key] = element.to_json_dict(
-            bulk_data_element_handler=_bulk_uri, bulk_data_threshold=BULK_THRESHOLD_BYTES
-        )
-    return out
+    """DICOM JSON of the data set, bulk data replaced by BulkDataURIs (PS3.18 F.2.6)."""
+    return dataset_to_json(ds, _bulk_uri, BULK_THRESHOLD_BYTES)
