@@ -8,6 +8,8 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("dicomweb/", include("archive.dicomweb.urls")),
     path("api/", include("archive.api.urls")),
+    path("api/", include("models3d.urls")),
+    path("api/ingest/", include("ingest.urls")),
     path("iiif/", include("iiif.urls")),
     path("", include("frontend.urls")),
 ]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import shutil
 import subprocess
 import time
@@ -32,6 +31,8 @@ from common import (
     Workload,
     free_port,
     generate_workload,
+    hold_reactor,
+    no_delay,
     percentile,
     prepare_vitrine,
     print_table,
@@ -72,12 +73,8 @@ def store_small(server: Server, workload: Workload) -> None:
 
 
 def find_latencies_ms(server: Server, workload: Workload, count: int) -> list[float]:
-    from pydicom.dataset import Dataset
     from pynetdicom import AE, evt
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND
-
-    def no_delay(event) -> None:
-        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     ae = AE(ae_title=BENCH_AE)
     ae.add_requested_context(FIND)
@@ -87,25 +84,34 @@ def find_latencies_ms(server: Server, workload: Workload, count: int) -> list[fl
     )
     if not assoc.is_established:
         raise RuntimeError(f"{server.name} refused the C-FIND association")
-    latencies = []
     try:
-        for n in range(count):
-            query = Dataset()
-            query.QueryRetrieveLevel = "STUDY"
-            query.PatientID = workload.small_patient_ids[n % len(workload.small_patient_ids)]
-            query.StudyInstanceUID = ""
-            query.PatientName = ""
-            query.StudyDate = ""
-            query.AccessionNumber = ""
-            query.NumberOfStudyRelatedInstances = ""
-            start = time.perf_counter()
-            responses = list(assoc.send_c_find(query, FIND))
-            latencies.append((time.perf_counter() - start) * 1000)
-            statuses = [status.Status for status, _ in responses]
-            if statuses != [0xFF00, 0x0000]:
-                raise RuntimeError(f"{server.name} answered C-FIND with {statuses}")
+        with hold_reactor(assoc):
+            latencies = _timed_finds(server, assoc, workload, count)
     finally:
         assoc.release()
+    return latencies
+
+
+def _timed_finds(server: Server, assoc, workload: Workload, count: int) -> list[float]:
+    from pydicom.dataset import Dataset
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND
+
+    latencies = []
+    for n in range(count):
+        query = Dataset()
+        query.QueryRetrieveLevel = "STUDY"
+        query.PatientID = workload.small_patient_ids[n % len(workload.small_patient_ids)]
+        query.StudyInstanceUID = ""
+        query.PatientName = ""
+        query.StudyDate = ""
+        query.AccessionNumber = ""
+        query.NumberOfStudyRelatedInstances = ""
+        start = time.perf_counter()
+        responses = list(assoc.send_c_find(query, FIND))
+        latencies.append((time.perf_counter() - start) * 1000)
+        statuses = [status.Status for status, _ in responses]
+        if statuses != [0xFF00, 0x0000]:
+            raise RuntimeError(f"{server.name} answered C-FIND #{n} for {query.PatientID} with {statuses}")
     return latencies
 
 

@@ -2,8 +2,9 @@
 
 from django.urls import path
 
-from . import viewer
+from . import upload, viewer
 
 urlpatterns = [
     path("viewer/", viewer.viewer, name="viewer"),
+    path("upload/", upload.upload_page, name="upload"),
 ]

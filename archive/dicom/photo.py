@@ -52,8 +52,8 @@ class PhotoInfo:
     """Per-image facts: when it was taken, what it was called, how it was derived.
 
     ``acquired`` comes from EXIF when known; ``source_name`` is the original file name
-    (kept in Content Label's companion, Content Description, so textures can be
-    named again on export); ``derivation`` says what was done to the pixels.
+    (kept in Content Description, and as a CS-safe Content Label); ``derivation``
+    says what was done to the pixels (Derivation Description, Image Type DERIVED).
     """
 
     acquired: datetime | None = None

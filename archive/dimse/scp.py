@@ -26,7 +26,9 @@ MAXIMUM_ASSOCIATIONS = 32
 
 def build_ae(ae_title: str | None = None) -> AE:
     """The application entity, with every supported context and no requested ones."""
-    # pynetdicom decodes every identifier just to log it; the SCP does not need that.
+    # pynetdicom decodes every command set and identifier just to log it (at DEBUG and
+    # INFO). Vitrine logs what matters itself. These switches are process-wide.
+    _config.LOG_HANDLER_LEVEL = "none"
     _config.LOG_REQUEST_IDENTIFIERS = False
     _config.LOG_RESPONSE_IDENTIFIERS = False
     sending.install()

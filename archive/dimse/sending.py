@@ -13,7 +13,9 @@ C-GET/C-MOVE response counts and lists in Failed SOP Instance UID List.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
 
@@ -50,13 +52,16 @@ def send_stored(
     originator_id: int | None = None,
 ) -> Dataset:
     """Send one stored Part 10 file over ``assoc`` as a C-STORE request; return the
-    response's status data set (empty if the peer never answered).
+    response's status data set.
 
     Raises
     ------
     ValueError
         The peer accepted no context for the file's SOP class in a transfer syntax that
         the file is in or can be converted to.
+    ConnectionError, TimeoutError
+        The association has ended, or the peer did not answer in time (pynetdicom counts
+        the sub-operation as failed, and the following ones fail at once).
     """
     data = Path(path).read_bytes()
     stored = read_file_meta(data[:65536])
@@ -73,7 +78,8 @@ def send_stored(
             ) from None
         log.info("converting %s from %s for the peer", stored.sop_instance_uid, stored.transfer_syntax)
         dataset = dcmread(BytesIO(data))
-        return _pynetdicom_send_c_store(assoc, dataset, msg_id, priority, originator_aet, originator_id)
+        with _reactor_held(assoc):
+            return _pynetdicom_send_c_store(assoc, dataset, msg_id, priority, originator_aet, originator_id)
 
     request = C_STORE()
     request.MessageID = msg_id
@@ -84,19 +90,42 @@ def send_stored(
     request.MoveOriginatorMessageID = originator_id
     request.DataSet = BytesIO(data[stored.dataset_offset :])
 
-    # As send_c_store does: hold the association's reactor while waiting for the answer.
-    assoc._reactor_checkpoint.clear()
-    while not assoc._is_paused:
-        time.sleep(0.0001)
-    try:
+    if not assoc.is_established:
+        raise ConnectionError("the association to the peer has ended")
+    with _reactor_held(assoc):
         assoc.dimse.send_msg(request, context.context_id)
         _, response = assoc.dimse.get_msg(block=True)
-    finally:
-        assoc._reactor_checkpoint.set()
     if response is None:
-        assoc._handle_no_response()
-        return Dataset()
+        assoc._handle_no_response()  # aborts the association
+        raise TimeoutError(f"no C-STORE response for {stored.sop_instance_uid} within the DIMSE timeout")
     return assoc._check_received_status(response)
+
+
+@contextmanager
+def _reactor_held(assoc: Association):
+    """Keep the association's own reactor thread from taking our C-STORE response off
+    the DIMSE queue while we wait for it.
+
+    In a C-GET the caller *is* the reactor thread (handlers run in it), so there is
+    nothing to hold. In a C-MOVE the reactor of the association to the destination runs
+    in its own thread: clear its checkpoint, then wait until that thread actually blocks
+    on it. pynetdicom's ``send_c_store`` waits for a ``_is_paused`` flag instead, which is
+    still True for a moment after the reactor has passed the checkpoint; on a busy CPU
+    the reactor then sometimes swallows the response ("Received unexpected C-STORE
+    service message") and the sub-operation times out.
+    """
+    if threading.current_thread() is assoc:
+        yield
+        return
+    checkpoint = assoc._reactor_checkpoint
+    checkpoint.clear()
+    try:
+        # Event._cond._waiters: the threads blocked in wait() (CPython's threading).
+        while not checkpoint._cond._waiters and assoc.is_alive() and not assoc._kill:
+            time.sleep(0.00005)
+        yield
+    finally:
+        checkpoint.set()
 
 
 def _send_c_store(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import posixpath
 import re
+import struct
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ _MTLLIB = re.compile(rb"^[ \t]*mtllib[ \t]+(.+?)[ \t]*$", re.MULTILINE)
 _MAPS = re.compile(
     rb"^[ \t]*(map_\w+|bump|disp|decal|refl|norm)[ \t]+(.+?)[ \t]*$", re.MULTILINE | re.IGNORECASE
 )
+# What trimesh's loaders raise on malformed input (they have no common base class).
+_TRIMESH_ERRORS = (ValueError, KeyError, IndexError, TypeError, AttributeError, OSError,
+                   NotImplementedError, struct.error)
 _TEXTURE_MIME = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
                  ".tif": "image/tiff", ".tiff": "image/tiff"}
 
@@ -180,7 +184,7 @@ def convert_mesh_to_obj(path: Path, target: Target, *, max_pixels: int = DEFAULT
     target.on_progress("mesh", 0.0)
     try:
         loaded = trimesh.load(str(path), force="mesh", process=False)
-    except Exception as exc:  # trimesh raises many types for malformed files
+    except _TRIMESH_ERRORS as exc:
         raise InvalidInput(f"{path.name}: trimesh cannot read this mesh ({exc})") from exc
     if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
         raise InvalidInput(f"{path.name}: the file holds no triangles")

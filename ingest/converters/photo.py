@@ -155,7 +155,9 @@ def build_photo_dataset(
         created=created, instance_number=instance_number,
     )
     short = name[-64:]
-    if is_jpeg and orientation == 1 and transfer_syntax_for(jinfo) and jinfo.precision == 8:
+    keepable = is_jpeg and transfer_syntax_for(jinfo) is not None and jinfo.precision == 8 \
+        and jinfo.components in (1, 3)
+    if keepable and orientation == 1:
         info = PhotoInfo(acquired=exif.taken, source_name=short)
         return build_photo_from_jpeg(data, info=info, **common)  # type: ignore[arg-type]
     derivation: list[str] = []

@@ -1,10 +1,11 @@
-"""STL files (binary and ASCII) to Encapsulated STL, streamed and measured in one pass.
+"""STL files (binary and ASCII) to Encapsulated STL, measured and streamed.
 
 A binary STL is an 80-byte header, a uint32 triangle count and 50 bytes per triangle;
 its size must agree with the count exactly. We check that from ``stat`` before
-reading, then copy the file into the Part 10 output chunk by chunk while numpy
-measures each chunk (count, bounding box, area, signed volume), so memory stays flat
-whatever the file size. ASCII STL is parsed for the same measurements.
+reading, measure the triangles (count, bounding box, area, signed volume) in one read
+pass through a reused buffer with numpy in cache-sized blocks, then write the Part 10
+file with the payload copied file to file in the kernel, so memory stays flat
+whatever the file size. ASCII STL is parsed in memory for the same measurements.
 """
 
 from __future__ import annotations

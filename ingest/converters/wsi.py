@@ -35,6 +35,7 @@ __all__ = ["TiffLevel", "convert_wsi", "find_tiff_levels", "iter_tiff_tiles", "i
 DEFAULT_TILE = 256
 DEFAULT_QUALITY = 90
 DEFAULT_MAX_PIXELS = 50_000_000_000
+_BOT_LIMIT = 0xFFFFFFFF - 64 * 1024 * 1024
 _MPP_RE = re.compile(r"MPP\s*=\s*([0-9.]+)")
 
 
@@ -211,7 +212,9 @@ def _write_tiff_pyramid(path: Path, target: Target, name: str, *, quality: int) 
             if target.extra is not None:
                 ds.update(target.extra)
             out = outputs.path_for(ds)
-            write_wsi_level(out, ds, iter_tiff_tiles(path, level, quality=quality))
+            # Beyond 4 GiB of frames a Basic Offset Table cannot point; use the Extended one.
+            extended = sum(level.counts) + 8 * len(level.counts) > _BOT_LIMIT
+            write_wsi_level(out, ds, iter_tiff_tiles(path, level, quality=quality), extended_offsets=extended)
             outputs.record(ds, out)
             done += spec.number_of_frames
             target.on_progress("wsi", done / total)

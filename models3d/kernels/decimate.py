@@ -20,10 +20,10 @@ Closed manifold input therefore stays closed, manifold and of the same genus.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from archive.errors import InvalidInput
-from models3d.kernels.config import NJIT
+from models3d.kernels.config import NJIT, NJIT_PARALLEL
 from models3d.kernels.mesh import Mesh, check_mesh
 from models3d.kernels.smoothing import vertex_adjacency
 
@@ -31,7 +31,7 @@ from models3d.kernels.smoothing import vertex_adjacency
 MIN_NORMAL_COS = 0.2
 _SAMPLE = 200_003
 #: Each pass aims to make this share of the remaining collapses possible.
-FRACTION_GAIN = 1.0
+FRACTION_GAIN = 0.5
 
 
 @njit(**NJIT)
@@ -40,60 +40,72 @@ def _quadrics(v, faces):
     q = np.zeros((v.shape[0], 10))
     for f in range(faces.shape[0]):
         a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
-        n = np.cross(v[b] - v[a], v[c] - v[a])
-        length = np.sqrt(n @ n)
+        ux, uy, uz = v[b, 0] - v[a, 0], v[b, 1] - v[a, 1], v[b, 2] - v[a, 2]
+        wx, wy, wz = v[c, 0] - v[a, 0], v[c, 1] - v[a, 1], v[c, 2] - v[a, 2]
+        nx, ny, nz = uy * wz - uz * wy, uz * wx - ux * wz, ux * wy - uy * wx
+        length = np.sqrt(nx * nx + ny * ny + nz * nz)
         if length == 0.0:
             continue
-        n = n / length
-        d = -(n @ v[a])
+        nx, ny, nz = nx / length, ny / length, nz / length
+        d = -(nx * v[a, 0] + ny * v[a, 1] + nz * v[a, 2])
         w = 0.5 * length
-        row = np.array([n[0] * n[0], n[0] * n[1], n[0] * n[2], n[0] * d, n[1] * n[1],
-                        n[1] * n[2], n[1] * d, n[2] * n[2], n[2] * d, d * d]) * w
         for vid in (a, b, c):
-            q[vid] += row
+            q[vid, 0] += w * nx * nx
+            q[vid, 1] += w * nx * ny
+            q[vid, 2] += w * nx * nz
+            q[vid, 3] += w * nx * d
+            q[vid, 4] += w * ny * ny
+            q[vid, 5] += w * ny * nz
+            q[vid, 6] += w * ny * d
+            q[vid, 7] += w * nz * nz
+            q[vid, 8] += w * nz * d
+            q[vid, 9] += w * d * d
     return q
 
 
 @njit(**NJIT)
-def _qerr(q, x, y, z):
-    """Quadric error p' Q p for a (10,) quadric at point (x, y, z)."""
-    return (q[0] * x * x + 2 * q[1] * x * y + 2 * q[2] * x * z + 2 * q[3] * x + q[4] * y * y
-            + 2 * q[5] * y * z + 2 * q[6] * y + q[7] * z * z + 2 * q[8] * z + q[9])
+def _qerr(q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, x, y, z):
+    """Quadric error p' Q p for quadric coefficients q0..q9 at point (x, y, z)."""
+    return (q0 * x * x + 2 * q1 * x * y + 2 * q2 * x * z + 2 * q3 * x + q4 * y * y
+            + 2 * q5 * y * z + 2 * q6 * y + q7 * z * z + 2 * q8 * z + q9)
 
 
 @njit(**NJIT)
-def _optimum(q, v, a, b, a_fixed, b_fixed, out):
-    """Best collapse point of edge (a, b) of v (V, 3) for quadric q (10,) into out (3,); error.
+def _optimum(q, v, a, b, a_fixed, b_fixed):
+    """Best point for collapsing edge (a, b): (error, x, y, z) under Q_a + Q_b.
 
-    A fixed end (on a boundary) pins the point to that end.
+    q (V, 10) float64 quadrics, v (V, 3) float64. A fixed end (on a boundary) pins
+    the point to that end; a singular system falls back to the best of the ends
+    and the midpoint.
     """
-    for end, fixed in ((a, a_fixed), (b, b_fixed)):
-        if fixed:
-            out[0], out[1], out[2] = v[end, 0], v[end, 1], v[end, 2]
-            return max(_qerr(q, out[0], out[1], out[2]), 0.0)
-    a00, a01, a02, a11, a12, a22 = q[0], q[1], q[2], q[4], q[5], q[7]
-    c0, c1, c2 = a11 * a22 - a12 * a12, a01 * a22 - a12 * a02, a01 * a12 - a11 * a02
-    det = a00 * c0 - a01 * c1 + a02 * c2
-    scale = (abs(a00) + abs(a11) + abs(a22)) ** 3
+    q0, q1, q2, q3, q4 = q[a, 0] + q[b, 0], q[a, 1] + q[b, 1], q[a, 2] + q[b, 2], \
+        q[a, 3] + q[b, 3], q[a, 4] + q[b, 4]
+    q5, q6, q7, q8, q9 = q[a, 5] + q[b, 5], q[a, 6] + q[b, 6], q[a, 7] + q[b, 7], \
+        q[a, 8] + q[b, 8], q[a, 9] + q[b, 9]
+    if a_fixed or b_fixed:
+        e = a if a_fixed else b
+        x, y, z = v[e, 0], v[e, 1], v[e, 2]
+        return max(_qerr(q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, x, y, z), 0.0), x, y, z
+    c0, c1, c2 = q4 * q7 - q5 * q5, q1 * q7 - q5 * q2, q1 * q5 - q4 * q2
+    det = q0 * c0 - q1 * c1 + q2 * c2
+    scale = (abs(q0) + abs(q4) + abs(q7)) ** 3
     mx, my, mz = 0.5 * (v[a, 0] + v[b, 0]), 0.5 * (v[a, 1] + v[b, 1]), 0.5 * (v[a, 2] + v[b, 2])
     if scale > 0 and abs(det) > 1e-9 * scale:
-        b0, b1, b2 = -q[3], -q[6], -q[8]
-        x = (b0 * c0 - a01 * (b1 * a22 - a12 * b2) + a02 * (b1 * a12 - a11 * b2)) / det
-        y = (a00 * (b1 * a22 - a12 * b2) - b0 * c1 + a02 * (a01 * b2 - b1 * a02)) / det
-        z = (a00 * (a11 * b2 - a12 * b1) - a01 * (a01 * b2 - b1 * a02) + b0 * c2) / det
+        b0, b1, b2 = -q3, -q6, -q8
+        x = (b0 * c0 - q1 * (b1 * q7 - q5 * b2) + q2 * (b1 * q5 - q4 * b2)) / det
+        y = (q0 * (b1 * q7 - q5 * b2) - b0 * c1 + q2 * (q1 * b2 - b1 * q2)) / det
+        z = (q0 * (q4 * b2 - q5 * b1) - q1 * (q1 * b2 - b1 * q2) + b0 * c2) / det
         # Keep the optimum near the edge: far-away optima come from near-flat regions.
         sx, sy, sz = v[b, 0] - v[a, 0], v[b, 1] - v[a, 1], v[b, 2] - v[a, 2]
         if (x - mx) ** 2 + (y - my) ** 2 + (z - mz) ** 2 <= 4.0 * (sx * sx + sy * sy + sz * sz):
-            out[0], out[1], out[2] = x, y, z
-            return max(_qerr(q, x, y, z), 0.0)
-    best = _qerr(q, mx, my, mz)
-    out[0], out[1], out[2] = mx, my, mz
-    for end in (a, b):
-        e = _qerr(q, v[end, 0], v[end, 1], v[end, 2])
-        if e < best:
-            best = e
-            out[0], out[1], out[2] = v[end, 0], v[end, 1], v[end, 2]
-    return max(best, 0.0)
+            return max(_qerr(q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, x, y, z), 0.0), x, y, z
+    best = _qerr(q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, mx, my, mz)
+    bx, by, bz = mx, my, mz
+    for e in (a, b):
+        err = _qerr(q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, v[e, 0], v[e, 1], v[e, 2])
+        if err < best:
+            best, bx, by, bz = err, v[e, 0], v[e, 1], v[e, 2]
+    return max(best, 0.0), bx, by, bz
 
 
 @njit(**NJIT)
@@ -117,18 +129,14 @@ def _refs(faces, alive, n_vertices):
     return off, ref
 
 
-@njit(**NJIT)
+@njit(**NJIT_PARALLEL)
 def _update_errors(v, faces, alive, q, err, stale, locked):
     """Recompute err (F, 3) for faces flagged stale (edge m runs from corner m to m+1)."""
-    qs = np.empty(10)
-    p = np.empty(3)
-    for f in range(faces.shape[0]):
+    for f in prange(faces.shape[0]):
         if alive[f] and stale[f]:
             for m in range(3):
                 a, b = faces[f, m], faces[f, (m + 1) % 3]
-                for k in range(10):
-                    qs[k] = q[a, k] + q[b, k]
-                err[f, m] = _optimum(qs, v, a, b, locked[a], locked[b], p)
+                err[f, m] = _optimum(q, v, a, b, locked[a], locked[b])[0]
             stale[f] = False
 
 
@@ -187,7 +195,6 @@ def _pass(v, faces, alive, q, err, stale, locked, threshold, n_alive, target, ma
     """One sweep of collapses below ``threshold``; returns (faces alive, next stamp)."""
     off, ref = _refs(faces, alive, v.shape[0])
     touched = np.zeros(v.shape[0], np.bool_)
-    qs = np.empty(10)
     p = np.empty(3)
     for f in range(faces.shape[0]):
         if n_alive <= target:
@@ -205,13 +212,12 @@ def _pass(v, faces, alive, q, err, stale, locked, threshold, n_alive, target, ma
             stamp += 1
             if not _link_ok(faces, alive, off, ref, a, b, stamp, mark):
                 continue
-            for k in range(10):
-                qs[k] = q[a, k] + q[b, k]
-            _optimum(qs, v, a, b, locked[a], False, p)
+            _, p[0], p[1], p[2] = _optimum(q, v, a, b, locked[a], False)
             if _flips(v, faces, alive, off, ref, a, b, p):
                 continue
             v[a, 0], v[a, 1], v[a, 2] = p[0], p[1], p[2]
-            q[a] = qs
+            for k in range(10):
+                q[a, k] += q[b, k]
             for end in (a, b):
                 for r in range(off[end], off[end + 1]):
                     g = ref[r]
@@ -294,6 +300,10 @@ def decimate(mesh: Mesh, ratio: float | None = None, count: int | None = None) -
         n_alive, stamp = _pass(v, faces, alive, q, err, stale, locked, threshold,
                                n_alive, target, mark, stamp)
         idle = idle + 1 if n_alive == before else 0
+        if n_alive < 0.6 * len(faces):  # drop dead faces so later passes scan less
+            keep = np.flatnonzero(alive)
+            faces, err, stale = faces[keep], err[keep], stale[keep]
+            alive = np.ones(len(keep), np.bool_)
     kept = faces[alive]
     used = np.zeros(len(v), bool)
     used[kept.ravel()] = True

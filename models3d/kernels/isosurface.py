@@ -29,6 +29,8 @@ from models3d.kernels.mesh import Mesh, empty_mesh, numba_threads
 from models3d.typed import Spacing, Vertices, Volume
 
 SUPPORTED_DTYPES = (np.uint8, np.int16, np.uint16, np.float32)
+
+
 @njit(**NJIT_PARALLEL)
 def _row_spans(vol, thr, first, last, xcount):
     """Pass 1: per x-row, first/last inside voxel and x-edge crossings (pads included).

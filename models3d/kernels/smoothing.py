@@ -57,15 +57,21 @@ def _dedupe(start, nbr, count, boundary):
     n = start.shape[0] - 1
     for v in prange(n):
         s, e = start[v], start[v + 1]
-        seg = np.sort(nbr[s:e])
+        for m in range(s + 1, e):  # insertion sort: lists are ~12 long
+            x = nbr[m]
+            p = m - 1
+            while p >= s and nbr[p] > x:
+                nbr[p + 1] = nbr[p]
+                p -= 1
+            nbr[p + 1] = x
         u, run, open_edge = 0, 0, False
-        for m in range(seg.shape[0]):
-            if m > 0 and seg[m] == seg[m - 1]:
+        for m in range(s, e):
+            if m > s and nbr[m] == nbr[m - 1]:
                 run += 1
                 continue
-            if m > 0 and run == 1:
+            if m > s and run == 1:
                 open_edge = True
-            nbr[s + u] = seg[m]
+            nbr[s + u] = nbr[m]
             u += 1
             run = 1
         if run == 1:
@@ -74,7 +80,7 @@ def _dedupe(start, nbr, count, boundary):
         boundary[v] = open_edge
 
 
-@njit(**NJIT)
+@njit(**NJIT_PARALLEL)
 def _compact(start, nbr, count):
     """Pack the unique prefixes into a tight CSR: (V+1,) offsets, (E2,) int32 ids."""
     n = count.shape[0]
@@ -82,7 +88,7 @@ def _compact(start, nbr, count):
     for v in range(n):
         off[v + 1] = off[v] + count[v]
     out = np.empty(off[-1], np.int32)
-    for v in range(n):
+    for v in prange(n):
         out[off[v]:off[v + 1]] = nbr[start[v]:start[v] + count[v]]
     return off, out
 
@@ -105,21 +111,33 @@ def vertex_adjacency(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np
 
 
 @njit(**NJIT_PARALLEL)
-def _average(off, nbr, fixed, x, out):
-    """out = W x: (V, 3) float64 mean of neighbours; fixed or isolated vertices keep x."""
+def _first_step(off, nbr, fixed, x, out, acc, c0, c1):
+    """out = W x and acc = c0 x + c1 W x, all (V, 3) float64; fixed/isolated keep x."""
     for v in prange(x.shape[0]):
         s, e = off[v], off[v + 1]
         if fixed[v] or e == s:
-            out[v, 0], out[v, 1], out[v, 2] = x[v, 0], x[v, 1], x[v, 2]
-            continue
-        ax = ay = az = 0.0
-        for m in range(s, e):
-            u = nbr[m]
-            ax += x[u, 0]
-            ay += x[u, 1]
-            az += x[u, 2]
-        inv = 1.0 / (e - s)
-        out[v, 0], out[v, 1], out[v, 2] = ax * inv, ay * inv, az * inv
+            wx, wy, wz = x[v, 0], x[v, 1], x[v, 2]
+        else:
+            wx = wy = wz = 0.0
+            for m in range(s, e):
+                u = nbr[m]
+                wx += x[u, 0]
+                wy += x[u, 1]
+                wz += x[u, 2]
+            inv = 1.0 / (e - s)
+            wx, wy, wz = wx * inv, wy * inv, wz * inv
+        out[v, 0], out[v, 1], out[v, 2] = wx, wy, wz
+        acc[v, 0] = c0 * x[v, 0] + c1 * wx
+        acc[v, 1] = c0 * x[v, 1] + c1 * wy
+        acc[v, 2] = c0 * x[v, 2] + c1 * wz
+
+
+@njit(**NJIT_PARALLEL)
+def _to_float32(acc, centre, out):
+    """out (V, 3) float32 = acc (V, 3) float64 + centre (3,)."""
+    for v in prange(acc.shape[0]):
+        for d in range(3):
+            out[v, d] = acc[v, d] + centre[d]
 
 
 @njit(**NJIT_PARALLEL)
@@ -228,13 +246,15 @@ def smooth(mesh: Mesh, iterations: int = SMOOTH_ITERATIONS, passband: float = SM
     coef = sinc_coefficients(int(iterations), float(passband), window)
     with numba_threads(threads):
         off, nbr, boundary = vertex_adjacency(mesh.faces, len(mesh.vertices))
-        centre = mesh.vertices.astype(np.float64).mean(axis=0)
-        prev = mesh.vertices.astype(np.float64) - centre
+        centre = mesh.vertices.mean(axis=0, dtype=np.float64)
+        prev = mesh.vertices - centre  # float64: the recurrence runs in double
         cur = np.empty_like(prev)
-        _average(off, nbr, boundary, prev, cur)
-        acc = coef[0] * prev + coef[1] * cur
+        acc = np.empty_like(prev)
+        _first_step(off, nbr, boundary, prev, cur, acc, float(coef[0]), float(coef[1]))
         nxt = np.empty_like(prev)
         for n in range(2, int(iterations) + 1):
             _chebyshev_step(off, nbr, boundary, prev, cur, nxt, acc, float(coef[n]))
             prev, cur, nxt = cur, nxt, prev
-    return Mesh((acc + centre).astype(np.float32), mesh.faces)
+        out = np.empty(mesh.vertices.shape, np.float32)
+        _to_float32(acc, centre, out)
+    return Mesh(out, mesh.faces)

@@ -220,8 +220,11 @@ def nifti_bytes(vol: np.ndarray, *, spacing_mm: tuple[float, float, float] = (0.
     return gzip.compress(data, mtime=0) if gz else data
 
 
-def split_jpeg_tables(jpeg: bytes) -> tuple[bytes, bytes]:
-    """Split a JPEG into (tables, abbreviated stream) as TIFF JPEGTables expects."""
+def split_jpeg_tables(jpeg: bytes, *, drop: tuple[int, ...] = ()) -> tuple[bytes, bytes]:
+    """Split a JPEG into (tables, abbreviated stream) as TIFF JPEGTables expects.
+
+    Segments whose marker is in ``drop`` (e.g. 0xEE, Adobe APP14) are left out.
+    """
     tables, rest = [b"\xff\xd8"], [b"\xff\xd8"]
     pos = 2
     while pos < len(jpeg):
@@ -231,19 +234,40 @@ def split_jpeg_tables(jpeg: bytes) -> tuple[bytes, bytes]:
         if marker == 0xDA:
             rest.append(jpeg[pos:])
             break
-        (tables if marker in (0xDB, 0xC4) else rest).append(seg)
+        if marker not in drop:
+            (tables if marker in (0xDB, 0xC4) else rest).append(seg)
         pos += 2 + length
     tables.append(b"\xff\xd9")
     return b"".join(tables), b"".join(rest)
 
 
+def _numeric_component_ids(jpeg: bytes) -> bytes:
+    """Rename components 'R','G','B' to 1,2,3 in SOF and SOS (as many encoders write)."""
+    out = bytearray(jpeg)
+    pos = 2
+    while pos < len(out):
+        marker = out[pos + 1]
+        (length,) = struct.unpack(">H", out[pos + 2:pos + 4])
+        if marker in (0xC0, 0xDA):
+            start, ncomp_at = (pos + 4 + 6, pos + 4 + 5) if marker == 0xC0 else (pos + 5, pos + 4)
+            step = 3 if marker == 0xC0 else 2
+            for i in range(out[ncomp_at]):
+                out[start + step * i] = {0x52: 1, 0x47: 2, 0x42: 3}.get(out[start + step * i], out[start + step * i])
+        if marker == 0xDA:
+            break
+        pos += 2 + length
+    return bytes(out)
+
+
 def pyramidal_jpeg_tiff(path: Path, *, size: tuple[int, int] = (2048, 1536), tile: int = 256,
                         levels: int = 3, seed: int = 0, quality: int = 90,
-                        mpp: float | None = 0.25) -> np.ndarray:
+                        mpp: float | None = 0.25, rgb: bool = False) -> np.ndarray:
     """A tiled pyramidal TIFF with abbreviated JPEG tiles and shared JPEGTables.
 
     Levels are consecutive IFDs halving in size (the layout OpenSlide calls generic
-    tiled TIFF). Returns level 0 as decoded from the tiles (what a reader must give).
+    tiled TIFF). With ``rgb`` the tiles code RGB without a colour transform and the
+    TIFF says Photometric RGB, as Aperio SVS does (no Adobe marker in the tiles).
+    Returns level 0 as decoded from the tiles (what a reader must give).
     """
     import tifffile
     from PIL import Image
@@ -263,8 +287,10 @@ def pyramidal_jpeg_tiff(path: Path, *, size: tuple[int, int] = (2048, 1536), til
                     part = arr[ty:ty + tile, tx:tx + tile]
                     block[: part.shape[0], : part.shape[1]] = part
                     buf = io.BytesIO()
-                    Image.fromarray(block).save(buf, "JPEG", quality=quality, subsampling=2)
-                    t, abbreviated = split_jpeg_tables(buf.getvalue())
+                    Image.fromarray(block).save(buf, "JPEG", quality=quality, subsampling=0 if rgb else 2,
+                                                keep_rgb=rgb)
+                    coded = _numeric_component_ids(buf.getvalue()) if rgb else buf.getvalue()
+                    t, abbreviated = split_jpeg_tables(coded, drop=(0xEE,) if rgb else ())
                     table = table or t
                     tiles.append(abbreviated)
                     if level == 0:
@@ -274,8 +300,9 @@ def pyramidal_jpeg_tiff(path: Path, *, size: tuple[int, int] = (2048, 1536), til
             if mpp:
                 px_per_cm = 1e4 / (mpp * 2**level)
                 res = {"resolution": (px_per_cm, px_per_cm), "resolutionunit": "CENTIMETER"}
-            tw.write(iter(tiles), shape=(h, w, 3), dtype="uint8", tile=(tile, tile),
-                     compression="jpeg", photometric="ycbcr", subsampling=(2, 2),
-                     extratags=[(347, 7, len(table), table, True)], **res)
+            colour = ({"photometric": "rgb", "subsampling": (1, 1), "compressionargs": {"outcolorspace": "RGB"}}
+                      if rgb else {"photometric": "ycbcr", "subsampling": (2, 2)})
+            tw.write(iter(tiles), shape=(h, w, 3), dtype="uint8", tile=(tile, tile), compression="jpeg",
+                     extratags=[(347, 7, len(table), table, True)], **colour, **res)
             img = img.resize((max(1, w // 2), max(1, h // 2)), Image.Resampling.BOX)
     return decoded0

@@ -65,11 +65,14 @@ def random_volume(seed: int, shape=(6, 7, 8), dtype=np.uint8, high=4) -> Synthet
                            float(high // 2))
 
 
-def porous_volume(shape=(64, 64, 64), period_vox=24.0, noise=300.0, seed=0) -> SyntheticVolume:
+def porous_volume(shape=(64, 64, 64), period_vox=24.0, noise=300.0, seed=0,
+                  specimen: bool = False) -> SyntheticVolume:
     """A micro-CT-like porous bone/fossil: a warped gyroid in uint16 with noise.
 
-    Bone is ~ 3000, pores ~ 1000, iso 2000. Built slab by slab, so a 512**3 volume
-    needs no float copy of the whole volume.
+    Bone is ~ 3000, pores ~ 1000, iso 2000. With ``specimen`` the porous block is
+    cut to an ellipsoid filling 90 % of the field, surrounded by air (~ 500), as a
+    specimen on a scanner bed, so the surface does not reach the volume's edge.
+    Built slab by slab, so a 512**3 volume needs no float copy of the whole volume.
     """
     rng = np.random.default_rng(seed)
     w = 2 * np.pi / period_vox
@@ -83,6 +86,10 @@ def porous_volume(shape=(64, 64, 64), period_vox=24.0, noise=300.0, seed=0) -> S
         g = (np.sin(x + warp) * np.cos(y) + np.sin(y) * np.cos(z + warp)
              + np.sin(z) * np.cos(x)) + 0.3
         slab = 2000 + 1000 * g + rng.normal(0, noise, size=(ny, nx))
+        if specimen:
+            r2 = (((k - nz / 2) / (0.45 * nz)) ** 2 + ((y / w - ny / 2) / (0.45 * ny)) ** 2
+                  + ((x / w - nx / 2) / (0.45 * nx)) ** 2)
+            slab = np.where(r2 < 1.0, slab, 500 + rng.normal(0, noise, size=(ny, nx)))
         out[k] = np.clip(slab, 0, 65535).astype(np.uint16)
     return SyntheticVolume(out, (0.02, 0.02, 0.02), 2000.0)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 
 def _segment_distance(p, a, b):
@@ -33,22 +32,19 @@ def point_triangle_distance(p: np.ndarray, tri: np.ndarray) -> np.ndarray:
 
 
 def distance_to_surface(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
-                        candidates: int = 16, chunk: int = 200_000) -> np.ndarray:
-    """(N,) distance from each point to the nearest of ``candidates`` nearest triangles.
+                        chunk_pairs: int = 4_000_000) -> np.ndarray:
+    """(N,) exact distance from each point to the nearest triangle, by brute force.
 
-    Candidates are the triangles whose centroids are nearest; with well-shaped meshes
-    and ``candidates`` >= 8 this is the exact point-to-surface distance.
+    Every point is tested against every triangle (in chunks), so keep N * F modest
+    (the tests use a few thousand of each; the bench uses VTK's cell locator).
     """
     tri = np.asarray(vertices, np.float64)[np.asarray(faces)]
-    tree = cKDTree(tri.mean(axis=1))
-    k = min(candidates, len(tri))
-    out = np.empty(len(points))
-    for s in range(0, len(points), chunk):
-        p = np.asarray(points[s:s + chunk], np.float64)
-        _, idx = tree.query(p, k=k)
-        idx = idx.reshape(len(p), k)
-        d = point_triangle_distance(p[:, None, :], tri[idx])
-        out[s:s + chunk] = d.min(axis=1)
+    points = np.asarray(points, np.float64)
+    out = np.full(len(points), np.inf)
+    step_p = max(1, chunk_pairs // max(len(tri), 1))
+    for s in range(0, len(points), step_p):
+        p = points[s:s + step_p, None, :]
+        out[s:s + step_p] = point_triangle_distance(p, tri[None, :, :, :]).min(axis=1)
     return out
 
 
@@ -73,7 +69,32 @@ def hausdorff_mm(mesh_a, mesh_b, n: int = 20_000) -> float:
 
 
 def surface_deviation_mm(original, simplified, n: int = 200_000) -> tuple[float, float]:
-    """Mean and 99th percentile of the distance from the original's surface to the other."""
+    """Mean and 99th percentile of the distance from the original's surface to the other.
+
+    Exact distances from VTK's static cell locator (vtk is a bench dependency).
+    """
+    import vtk
+    from vtk.util import numpy_support
+
     pts = sample_surface(original[0], original[1], n)
-    d = distance_to_surface(pts, simplified[0], simplified[1])
+    poly = vtk.vtkPolyData()
+    points = vtk.vtkPoints()
+    points.SetData(numpy_support.numpy_to_vtk(np.asarray(simplified[0], np.float64), deep=True))
+    cells = vtk.vtkCellArray()
+    faces = np.asarray(simplified[1], np.int64)
+    cells.SetData(numpy_support.numpy_to_vtkIdTypeArray(np.arange(0, 3 * len(faces) + 1, 3,
+                                                                  dtype=np.int64), deep=True),
+                  numpy_support.numpy_to_vtkIdTypeArray(faces.ravel().copy(), deep=True))
+    poly.SetPoints(points)
+    poly.SetPolys(cells)
+    locator = vtk.vtkStaticCellLocator()
+    locator.SetDataSet(poly)
+    locator.BuildLocator()
+    closest, cell, sub, dist2 = [0.0, 0.0, 0.0], vtk.reference(0), vtk.reference(0), \
+        vtk.reference(0.0)
+    d = np.empty(len(pts))
+    for i, p in enumerate(pts.tolist()):
+        locator.FindClosestPoint(p, closest, cell, sub, dist2)
+        d[i] = float(dist2)
+    d = np.sqrt(d)
     return float(d.mean()), float(np.percentile(d, 99))

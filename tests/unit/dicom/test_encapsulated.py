@@ -160,3 +160,14 @@ def test_streamed_document_short_payload_leaves_nothing(refs, tmp_path):
     with pytest.raises(InvalidInput, match="before its declared length 100"):
         write_document_file(tmp_path / "x.dcm", header, payload=io.BytesIO(b"abc"), length=100)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_mesh_from_a_ct_shares_its_frame_and_cites_its_slices(refs, tmp_path):
+    from archive.dicom.refs import SourceSeriesRef
+
+    source = SourceSeriesRef(study_uid=f"{ROOT}.1", series_uid=f"{ROOT}.70", frame_of_reference_uid=f"{ROOT}.71",
+                             sop_refs=(("1.2.840.10008.5.1.4.1.1.2", f"{ROOT}.72"),))
+    back = roundtrip(build_stl_instance(binary_stl(), model=MODEL, source=source, **refs), tmp_path)
+    assert back.FrameOfReferenceUID == f"{ROOT}.71"
+    assert back.SourceInstanceSequence[0].ReferencedSOPInstanceUID == f"{ROOT}.72"
+    check_iod(back)

@@ -1,14 +1,12 @@
 from __future__ import annotations
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom.encaps import get_frame
 
-from archive.dicom.part10 import atomic_output, open_frame_writer
+from archive.dicom.part10 import atomic_output, encode_header, open_frame_writer, write_native_pixel_file
 from archive.dicom.photo import build_photo_from_pixels
-from archive.errors import PayloadTooLarge  # noqa: F401 - part of the documented contract
-
-import numpy as np
 
 
 def _header(refs):
@@ -67,3 +65,22 @@ def test_atomic_output_removes_temp_on_error(tmp_path):
         fp.write(b"whole")
     assert (tmp_path / "x.bin").read_bytes() == b"whole"
     assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]
+
+
+def test_native_pixel_file_equals_pydicom_output(refs, tmp_path):
+    pixels = np.arange(24, dtype=np.uint16).reshape(4, 6)
+    from archive.dicom.ct import VolumeGeometry, build_ct_slice
+
+    ds = build_ct_slice(pixels, index=0, geometry=VolumeGeometry.from_voxel_size((1, 1, 1)),
+                        patient=refs["patient"], study=refs["study"], series=refs["series"],
+                        instance_uid=refs["instance_uid"], frame_of_reference_uid="1.2.9", created=refs["created"])
+    whole = tmp_path / "whole.dcm"
+    from archive.dicom.part10 import write_dataset_file
+
+    write_dataset_file(whole, ds)
+    header_only = ds.copy()
+    del header_only.PixelData
+    fast = tmp_path / "fast.dcm"
+    write_native_pixel_file(fast, encode_header(header_only), pixels)
+    assert fast.read_bytes() == whole.read_bytes()
+    assert np.array_equal(pydicom.dcmread(fast).pixel_array, pixels)

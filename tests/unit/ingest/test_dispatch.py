@@ -164,3 +164,26 @@ def test_zip_of_dicom_is_not_mistaken(tmp_path, out_dir):
     out2 = tmp_path / "o2"
     out2.mkdir()
     assert _classes(_convert([archive], out2)) == ["1.2.840.10008.5.1.4.1.1.104.1"]
+
+
+def test_zip_of_tiff_slices_is_one_series(tmp_path, out_dir):
+    stack = tiff_stack(tmp_path / "ct", slices=5)
+    upload = tmp_path / "ct.zip"
+    upload.write_bytes(zip_bytes({f"scan/{p.name}": p.read_bytes() for p in sorted(stack.iterdir())}))
+    result = _convert([upload], out_dir)
+    datasets = [pydicom.dcmread(p) for p in result.paths]
+    assert len(datasets) == 5 and len(result.series_uids) == 1
+    assert sorted(int(d.InstanceNumber) for d in datasets) == [1, 2, 3, 4, 5]
+    assert float(datasets[0].PixelSpacing[0]) == pytest.approx(0.1)
+    assert float(datasets[0].SpacingBetweenSlices) == pytest.approx(0.2)
+
+
+def test_gltf_with_external_buffer(tmp_path, out_dir):
+    import trimesh
+
+    folder = tmp_path / "g"
+    folder.mkdir()
+    for name, data in trimesh.creation.icosphere().export(file_type="gltf").items():
+        (folder / name).write_bytes(data)
+    result = _convert([folder / "model.gltf"], out_dir)
+    assert "1.2.840.10008.5.1.4.1.1.104.4" in _classes(result)

@@ -42,10 +42,7 @@ def test_baseline_jpeg_is_kept_byte_for_byte(gray, target, tmp_path):
 
 
 def test_odd_length_jpeg_survives_padding(target, tmp_path):
-    data = jpeg_bytes(seed=1)
-    data = data if len(data) % 2 else data[:-2] + b"\x00\xff\xd9"  # keep a valid EOI, odd size
-    if len(data) % 2 == 0:
-        data = jpeg_bytes(seed=2)
+    data = next(d for d in (jpeg_bytes(seed=s) for s in range(50)) if len(d) % 2)
     ds = _convert(target, tmp_path, "odd.jpg", data)
     assert read_photo_jpeg(ds) == data
 
@@ -130,3 +127,11 @@ def test_truncated_png(target, tmp_path):
     with pytest.raises(InvalidInput):
         _convert(target, tmp_path, "cut.png", png_bytes((200, 200))[:300])
     assert listing(target.out_dir) == []
+
+
+def test_cmyk_jpeg_is_decoded_to_rgb(target, tmp_path):
+    buf = io.BytesIO()
+    Image.new("CMYK", (20, 10), (0, 255, 255, 0)).save(buf, "JPEG")
+    ds = _convert(target, tmp_path, "cmyk.jpg", buf.getvalue())
+    assert ds.PhotometricInterpretation == "RGB" and ds.SamplesPerPixel == 3
+    assert "CMYK converted to RGB" in ds.DerivationDescription

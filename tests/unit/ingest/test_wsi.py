@@ -158,3 +158,15 @@ def test_levels_ignore_stripped_pages(tmp_path):
     with tifffile.TiffWriter(path, append=True) as tw:
         tw.write(np.zeros((100, 300, 3), np.uint8))  # a stripped "label"
     assert [(lv.width, lv.height) for lv in find_tiff_levels(path)] == [(512, 512), (256, 256)]
+
+
+def test_aperio_style_rgb_tiles_keep_their_colours(tmp_path, target):
+    wsidicom = pytest.importorskip("wsidicom")
+    path = tmp_path / "rgb.tif"
+    level0 = pyramidal_jpeg_tiff(path, size=(600, 500), levels=2, rgb=True)
+    levels = _levels(convert_wsi(path, target))
+    assert levels[0].PhotometricInterpretation == "RGB"
+    with wsidicom.WsiDicom.open(target.out_dir) as wsi:
+        region = np.asarray(wsi.read_region((0, 0), 0, (600, 500)).convert("RGB"))
+    # Without the Adobe marker a decoder would take the samples for YCbCr.
+    assert np.abs(region.astype(int) - level0).mean() < 1.0

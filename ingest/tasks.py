@@ -1,0 +1,10 @@
+"""Celery tasks of ingest: thin wrappers over services."""
+
+from celery import shared_task
+
+from . import services
+
+
+@shared_task(acks_late=True)
+def run_ingest_job(job_id: int) -> None:
+    services.run_ingest_job(job_id)
