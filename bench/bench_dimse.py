@@ -25,7 +25,6 @@ from pathlib import Path
 
 from common import (
     BENCH_AE,
-    BENCH_ROOT as SHARED_ROOT,
     SINK_AE,
     Server,
     Workload,
@@ -40,7 +39,9 @@ from common import (
     start_storescp,
     start_vitrine_scp,
 )
-
+from common import (
+    BENCH_ROOT as SHARED_ROOT,
+)
 
 # Servers and sinks of this benchmark live apart from bench_archive.py's, so both can run.
 BENCH_ROOT = SHARED_ROOT / "dimse"
@@ -51,7 +52,7 @@ def _tool(*args: str) -> float:
     start = time.perf_counter()
     # dcmtk disables Nagle's algorithm when TCP_NODELAY is set (as Orthanc is started).
     env = {**os.environ, "TCP_NODELAY": "1"}
-    result = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+    result = subprocess.run(args, check=False, capture_output=True, text=True, timeout=600, env=env)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         raise RuntimeError(f"{args[0]} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
@@ -131,13 +132,14 @@ def get_series(server: Server, workload: Workload, folder: Path, pdu: int) -> fl
 
 
 def move_series(server: Server, workload: Workload, sink: Server) -> float:
-    before = len(list(sink.folder.iterdir()))
+    for old in sink.folder.iterdir():  # storescp names files by SOP Instance UID
+        old.unlink()
     seconds = _tool(
         "movescu", "-S", "-aem", SINK_AE, *_peer(server),
         "-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={workload.series_study_uid}",
         "-k", f"SeriesInstanceUID={workload.series_uid}",
     )
-    received = len(list(sink.folder.iterdir())) - before
+    received = len(list(sink.folder.iterdir()))
     if received != len(workload.series):
         raise RuntimeError(f"C-MOVE from {server.name} delivered {received} of {len(workload.series)} files")
     return seconds

@@ -262,7 +262,7 @@ def manage(var_dir: Path, *args: str, **extra_env: str) -> str:
     """Run one ``manage.py`` command against the Vitrine in ``var_dir``; return stdout."""
     result = subprocess.run(
         [PYTHON, str(ROOT / "manage.py"), *args], env=vitrine_env(var_dir, **extra_env),
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        check=False, capture_output=True, text=True, cwd=ROOT, timeout=300,
     )
     if result.returncode != 0:
         raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}")

@@ -2,9 +2,10 @@
 
 from django.urls import path
 
-from . import upload, viewer
+from . import meshing, upload, viewer
 
 urlpatterns = [
     path("viewer/", viewer.viewer, name="viewer"),
     path("upload/", upload.upload_page, name="upload"),
+    path("series/<str:series_uid>/mesh", meshing.meshing_page, name="meshing"),
 ]

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.db import connection
 
 from archive import frames
 from archive.auth import request_user
@@ -114,10 +115,22 @@ def auth_services(request, visibility: str) -> tuple[dict[str, Any], ...]:
     )
 
 
+_roots: dict[tuple[str, str], str] = {}
+
+
 def public_root(request) -> str:
     """``scheme://host`` the clients see (``VITRINE_PUBLIC_URL`` behind a proxy)."""
-    root = getattr(settings, "VITRINE_PUBLIC_URL", "") or request.build_absolute_uri("/")[:-1]
-    return root.rstrip("/")
+    if configured := getattr(settings, "VITRINE_PUBLIC_URL", ""):
+        return configured.rstrip("/")
+    # build_absolute_uri checks the host against ALLOWED_HOSTS each time; remember the
+    # answer per (scheme, Host header) instead, once it has passed that check.
+    key = (request.scheme, request.META.get("HTTP_HOST", ""))
+    root = _roots.get(key)
+    if root is None:
+        root = request.build_absolute_uri("/")[:-1].rstrip("/")
+        if len(_roots) < 64:
+            _roots[key] = root
+    return root
 
 
 # --- the source cache -------------------------------------------------------------------
@@ -197,10 +210,7 @@ def open_image(request, identifier: str) -> OpenedImage:
         The stored pixels are in a form this server cannot decode (406).
     """
     name = parse_image_name(identifier)
-    rows = list(
-        Instance.objects.filter(series__series_uid=name.uid, sop_class_uid=WSI_SOP_CLASS)
-        .values_list("path", "series__study__visibility", "series__study__owner_id")
-    ) if name.frame is None else []
+    rows = _lookup(_WSI_LEVELS_SQL, (name.uid, WSI_SOP_CLASS)) if name.frame is None else []
     if rows:
         if name.window is not None:
             raise InvalidIIIFRequest(f"a whole-slide image is in colour and takes no window, got {identifier!r}")
@@ -208,14 +218,10 @@ def open_image(request, identifier: str) -> OpenedImage:
         paths = tuple(sorted(row[0] for row in rows))
         source = _cache.get_or_build(("wsi", paths), lambda: _build_pyramid(paths))
         return OpenedImage(source, rows[0][1])
-    row = (
-        Instance.objects.filter(sop_uid=name.uid)
-        .values_list("path", "number_of_frames", "series__study__visibility", "series__study__owner_id", "sop_class_uid")
-        .first()
-    )
-    if row is None:
+    found = _lookup(_INSTANCE_SQL, (name.uid,))
+    if not found:
         raise ImageNotFound(f"no image has the identifier {identifier!r}")
-    path, number_of_frames, visibility, owner_id, sop_class = row
+    path, visibility, owner_id, number_of_frames, sop_class = found[0]
     check_study_access(request, visibility, owner_id, f"image {name.uid}")
     count = number_of_frames or 1
     if sop_class == WSI_SOP_CLASS:
@@ -228,6 +234,25 @@ def open_image(request, identifier: str) -> OpenedImage:
     key = ("frame", path, frame, name.window_text)
     source = _cache.get_or_build(key, lambda: _build_frame_source(path, frame, name.window))
     return OpenedImage(source, visibility)
+
+
+# The per-request lookups, in SQL: they run for every tile, and building the same
+# queryset each time costs more than the query (docs/serving.md).  The same SELECTs as
+# Instance.objects.filter(...).values_list(...), on the same three tables.
+_JOIN = (
+    f"FROM {Instance._meta.db_table} i JOIN {Series._meta.db_table} se ON i.series_id = se.id "
+    f"JOIN {Study._meta.db_table} st ON se.study_id = st.id"
+)
+_WSI_LEVELS_SQL = f"SELECT i.path, st.visibility, st.owner_id {_JOIN} WHERE se.series_uid = %s AND i.sop_class_uid = %s"
+_INSTANCE_SQL = (
+    f"SELECT i.path, st.visibility, st.owner_id, i.number_of_frames, i.sop_class_uid {_JOIN} WHERE i.sop_uid = %s"
+)
+
+
+def _lookup(sql: str, params: tuple) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 def _value(metadata: dict, tag: str, default=None):

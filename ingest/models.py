@@ -77,6 +77,7 @@ class Upload(models.Model):
     metadata = models.JSONField(default=dict, help_text="tus Upload-Metadata, decoded")
     created = models.DateTimeField(auto_now_add=True)
     completed = models.DateTimeField(null=True, blank=True)
+    expires = models.DateTimeField(db_index=True, help_text="removed after this unless an ingest job claimed it")
     job = models.ForeignKey(
         "IngestJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="upload_rows",
         help_text="the ingest job that claimed this finished upload",

@@ -98,7 +98,8 @@ def request_ingest(owner, *, upload_ids: Sequence[str], metadata: dict, visibili
             if upload.job_id is not None:
                 raise Conflict(f"upload {upload.id} belongs to ingest job {upload.job_id} already")
             if not upload.is_complete:
-                raise Conflict(f"upload {upload.id} ({upload.filename}) has {staging.upload_offset(upload)} of {upload.length} bytes")
+                held = staging.upload_offset(upload)
+                raise Conflict(f"upload {upload.id} ({upload.filename}) has {held} of {upload.length} bytes")
             if upload.filename.lower() in names:
                 raise InvalidInput(f"two uploads are called {upload.filename!r}")
             names.add(upload.filename.lower())
@@ -109,7 +110,9 @@ def request_ingest(owner, *, upload_ids: Sequence[str], metadata: dict, visibili
         job = IngestJob.objects.create(
             owner=owner, uploads=[str(u.id) for u in items], metadata=merged, visibility=visibility
         )
-        Upload.objects.filter(pk__in=[u.pk for u in items]).update(job=job)
+        claimed = Upload.objects.filter(pk__in=[u.pk for u in items], job__isnull=True).update(job=job)
+        if claimed != len(items):  # another request claimed one a moment ago; roll back
+            raise Conflict("an upload of this request was claimed by another ingest job")
         transaction.on_commit(lambda: tasks.run_ingest_job.delay(job.pk))
     return job
 
@@ -202,7 +205,8 @@ def _record_object(meta: CuratorMetadata, outcomes: list, *, owner, visibility: 
                 setattr(obj, name, value)
         obj.save()
     pks = [o.instance.pk for o in outcomes]
-    instances = Instance.objects.filter(pk__in=pks).select_related("series__study").order_by("series__series_number", "instance_number", "pk")
+    instances = (Instance.objects.filter(pk__in=pks).select_related("series__study")
+                 .order_by("series__series_number", "instance_number", "pk"))
     studies: dict[str, dict] = {}
     for instance in instances:
         study = instance.series.study
@@ -266,6 +270,13 @@ def run_ingest_job(job_id: int, on_progress: Progress | None = None) -> IngestJo
     """
     report = on_progress
     job = IngestJob.objects.select_related("owner").get(pk=job_id)
+    if job.state == IngestJob.State.RUNNING:
+        # Redelivered after a worker died mid-job (acks_late): say so rather than hang.
+        _update(job, state=IngestJob.State.FAILED, stage="failed", error_code="interrupted",
+                message="the worker stopped during this job; upload the files again", finished=timezone.now())
+        if job.source == "web":
+            _discard_uploads(job, staging.staging_dir() / f"job-{job.pk}")
+        return job
     if job.state != IngestJob.State.QUEUED:
         return job  # a redelivered task: the job ran already
     _update(job, state=IngestJob.State.RUNNING, stage="preparing", percent=0)

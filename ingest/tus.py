@@ -1,7 +1,7 @@
 """The tus 1.0 resumable upload protocol: headers in, checked values out. No Django here.
 
 https://tus.io/protocols/resumable-upload: the core protocol (HEAD, PATCH, OPTIONS)
-and the creation, termination and checksum extensions. The views in ``ingest.views``
+and the creation, termination, checksum and expiration extensions. The views in ``ingest.views``
 read headers with these functions and answer with ``response_headers``; the bytes are
 written by ``ingest.services``.
 """
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 VERSION = "1.0.0"
-EXTENSIONS = ("creation", "termination", "checksum")
+EXTENSIONS = ("creation", "termination", "checksum", "expiration")
 OFFSET_MEDIA_TYPE = "application/offset+octet-stream"
 # Upload-Checksum algorithms (checksum extension): name → hashlib constructor name.
 CHECKSUM_ALGORITHMS = {"sha1": "sha1", "sha256": "sha256", "md5": "md5"}
@@ -42,7 +42,7 @@ _KEY = re.compile(r"^[!-+\--~]+$")  # printable ASCII without space and comma
 
 
 class VersionMismatch(ArchiveError):
-    """Tus-Resumable names a protocol version this server does not speak (tus §3.2.6)."""
+    """Tus-Resumable names a protocol version this server does not speak (412)."""
 
     code = "tus_version"
     http_status = 412
@@ -50,7 +50,7 @@ class VersionMismatch(ArchiveError):
 
 
 class OffsetMismatch(Conflict):
-    """Upload-Offset differs from the bytes the server holds (tus §3.2.2: 409)."""
+    """Upload-Offset differs from the bytes the server holds (tus PATCH: 409)."""
 
     code = "offset_mismatch"
     dimse_status = None
@@ -83,7 +83,7 @@ def parse_length(value: str | None, name: str) -> int:
 
 
 def parse_metadata(value: str | None) -> dict[str, str]:
-    """Decode Upload-Metadata: comma-separated ``key base64(value)`` pairs (creation §).
+    """Decode Upload-Metadata: comma-separated ``key base64(value)`` pairs (creation).
 
     Values are decoded as UTF-8; a key may come without a value (it maps to "").
     """
@@ -133,7 +133,7 @@ def parse_checksum(value: str | None) -> tuple[str, bytes] | None:
 
 
 def check_offset_media_type(value: str | None) -> None:
-    """PATCH bodies must be sent as ``application/offset+octet-stream`` (tus §3.2.2)."""
+    """PATCH bodies must be sent as ``application/offset+octet-stream`` (else 415)."""
     media = (value or "").split(";")[0].strip().lower()
     if media != OFFSET_MEDIA_TYPE:
         raise UnsupportedMediaType(f"PATCH needs Content-Type {OFFSET_MEDIA_TYPE}, got {media or 'none'!r}")

@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -32,6 +33,19 @@ CHUNK_BYTES = 1024 * 1024
 def max_upload_bytes() -> int:
     """The largest single upload (``VITRINE_MAX_INGEST_BYTES``, default 64 GiB)."""
     return int(getattr(settings, "VITRINE_MAX_INGEST_BYTES", 64 * 1024**3))
+
+
+def expiry() -> timedelta:
+    """How long an upload lives after its last PATCH (``VITRINE_UPLOAD_EXPIRY_S``, 7 days)."""
+    return timedelta(seconds=int(getattr(settings, "VITRINE_UPLOAD_EXPIRY_S", 7 * 24 * 3600)))
+
+
+def purge_expired() -> int:
+    """Remove uploads past their expiry that no job claimed (tus expiration extension)."""
+    stale = list(Upload.objects.filter(expires__lt=timezone.now(), job__isnull=True))
+    for upload in stale:
+        delete_upload(upload)
+    return len(stale)
 
 
 def staging_dir() -> Path:
@@ -63,8 +77,10 @@ def create_upload(owner, *, length: int, metadata: dict[str, str]) -> Upload:
     if length > free:
         raise OutOfResources(f"Upload-Length {length} is more than the {free} bytes free for staging")
     filename = tus.safe_filename(metadata.get("filename") or metadata.get("name") or "upload")
+    purge_expired()
     with transaction.atomic():
-        upload = Upload.objects.create(owner=owner, filename=filename, length=length, metadata=metadata)
+        upload = Upload.objects.create(owner=owner, filename=filename, length=length, metadata=metadata,
+                                       expires=timezone.now() + expiry())
         # O_EXCL: a staging file is never shared.
         os.close(os.open(staging_path(upload), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         if length == 0:
@@ -76,6 +92,9 @@ def create_upload(owner, *, length: int, metadata: dict[str, str]) -> Upload:
 def get_upload(user, upload_id) -> Upload:
     """The user's upload; another user's upload does not exist as far as they can tell."""
     upload = Upload.objects.filter(pk=upload_id, owner=user).first() if _is_uuid(upload_id) else None
+    if upload is not None and upload.job_id is None and upload.expires < timezone.now():
+        delete_upload(upload)
+        upload = None
     if upload is None:
         raise NotFound(f"no upload {upload_id}")
     return upload
@@ -163,7 +182,7 @@ def append_to_upload(
     finally:
         os.close(fd)
     new_offset = held + written
-    fields = {"offset": new_offset}
+    fields = {"offset": new_offset, "expires": timezone.now() + expiry()}
     if new_offset == upload.length:
         fields["completed"] = timezone.now()
     Upload.objects.filter(pk=upload.pk).update(**fields)

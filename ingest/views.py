@@ -18,6 +18,7 @@ from django.db import transaction
 from django.http import HttpResponse, HttpResponseNotAllowed
 from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import reverse
+from django.utils.http import http_date
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
@@ -41,7 +42,7 @@ _SAFE = ("GET", "HEAD", "OPTIONS")
 
 
 def tus_endpoint(view):
-    """Every tus answer, errors included, carries Tus-Resumable (tus §3.2.6)."""
+    """Every tus answer but OPTIONS must carry Tus-Resumable; errors get it too."""
 
     @csrf_exempt
     @wraps(view)
@@ -109,6 +110,7 @@ def uploads(request):
     response = HttpResponse(status=201)
     response["Location"] = request.build_absolute_uri(reverse("ingest-upload", args=[upload.id]))
     response["Upload-Offset"] = "0"
+    response["Upload-Expires"] = http_date(upload.expires.timestamp())
     return response
 
 
@@ -130,6 +132,7 @@ def upload(request, upload_id: str):
         response = HttpResponse(status=200)
         response["Upload-Offset"] = str(staging.upload_offset(item))
         response["Upload-Length"] = str(item.length)
+        response["Upload-Expires"] = http_date(item.expires.timestamp())
         if item.metadata:
             response["Upload-Metadata"] = tus.encode_metadata(item.metadata)
         return response
@@ -143,6 +146,7 @@ def upload(request, upload_id: str):
     )
     response = HttpResponse(status=204)
     response["Upload-Offset"] = str(new_offset)
+    response["Upload-Expires"] = http_date(item.expires.timestamp())
     return response
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from pydicom import uid
 from pynetdicom import AllStoragePresentationContexts, build_context
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import (
@@ -20,7 +21,6 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
-from pydicom import uid
 
 # PS3.5 Section 10 and Annex A: what C-STORE accepts. Native syntaxes first, so that a
 # peer proposing several gets an uncompressed one.

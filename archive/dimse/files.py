@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from pydicom.dataset import FileMetaDataset
-from pydicom.filewriter import write_file_meta_info
 from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
 
 from ..errors import InvalidInput
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.datadict import keyword_for_tag
 
 from ..errors import InvalidInput
 from ..query import ATTRIBUTES, LEVELS, build_query, row_attributes, value_paths

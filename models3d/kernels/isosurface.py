@@ -1,18 +1,22 @@
 """Isosurfaces of scalar volumes: a flying-edges style marching cubes.
 
-Design after Schroeder, Maynard and Geveci, "Flying Edges" (2015): pass 1 trims
-each x-row of voxels to its inside span and counts its x-edge crossings; pass 2
-sweeps each row of cells, counting y/z-edge crossings and triangles; prefix sums
-turn the counts into output offsets; pass 3 sweeps again and writes vertices and
-triangles straight into preallocated arrays. A vertex is created on the edge it
-interpolates and owned by that edge's lower row, so every edge crossing has
-exactly one vertex id and the mesh comes out merged without a hash table.
+Design after Schroeder, Maynard and Geveci, "Flying Edges" (2015): pass 1 is the
+only pass that reads every voxel; it lists, per x-row, the x positions where the
+row crosses the iso value (O(surface) memory). Pass 2 merges the lists of the four
+x-rows around each row of cells into runs of cells with one case, skipping runs
+wholly inside or outside in O(1), and counts y/z-edge crossings and triangles;
+prefix sums turn the counts into output offsets; pass 3 sweeps the same runs and
+writes vertices and triangles straight into preallocated arrays. A vertex is
+created on the edge it interpolates and owned by that edge's lower row, so every
+edge crossing has exactly one vertex id and the mesh comes out merged without a
+hash table.
 
 Inside means ``value > iso`` (a voxel exactly at ``iso`` counts as a hair below
 it: symbolic perturbation), so integer data at an integer iso stays manifold. The
 volume is padded with "outside" *conceptually* (index tests, no copy), so surfaces
 that reach the edge are closed half a voxel beyond the edge voxels. Each slab of z
-runs in its own thread; memory is the output plus a few ints per row.
+runs in its own thread; memory is the output, the crossing lists (4 bytes per
+x-edge crossing) and a few ints per row.
 """
 
 from __future__ import annotations
@@ -32,90 +36,106 @@ SUPPORTED_DTYPES = (np.uint8, np.int16, np.uint16, np.float32)
 
 
 @njit(**NJIT_PARALLEL)
-def _row_spans(vol, thr, first, last, xcount):
-    """Pass 1: per x-row, first/last inside voxel and x-edge crossings (pads included).
+def _count_row_crossings(vol, thr, xcount):
+    """Pass 1a: x-edge crossings of each x-row, the pads at both ends included.
 
-    vol (nz, ny, nx) any numeric dtype; first, last, xcount (nz + 2, ny + 2) int64,
-    indexed by padded row ``(k + 1, j + 1)``; empty rows keep ``first = nx, last = -1``.
+    vol (nz, ny, nx); xcount (nz + 2, ny + 2) int64 by padded row ``(k + 1, j + 1)``.
     """
     nz, ny, nx = vol.shape
     for k in prange(nz):
         for j in range(ny):
-            lo, hi, n, prev = nx, -1, 0, False
+            n, prev = 0, False
             for i in range(nx):
                 cur = vol[k, j, i] > thr
-                if cur:
-                    if lo == nx:
-                        lo = i
-                    hi = i
-                if cur != prev:
-                    n += 1
+                n += cur != prev
                 prev = cur
-            if prev:
-                n += 1
-            first[k + 1, j + 1] = lo
-            last[k + 1, j + 1] = hi
-            xcount[k + 1, j + 1] = n
-
-
-@njit(**NJIT)
-def _fill_columns(vol, thr, k, j, lo, hi, buf):
-    """buf[i + 1] = inside bits of rows (k,j), (k,j+1), (k+1,j), (k+1,j+1) at x = i.
-
-    The bits sit at 0, 2, 4, 6 (the cell corners at x0), so a cell's case is
-    ``buf[i + 1] | buf[i + 2] << 1``; 0 is all outside, 0x55 all inside. Filled for
-    i in [lo - 1, hi + 1]; rows outside the volume (pads) contribute 0.
-    buf (nx + 2,) uint8. A branch-free loop over x so LLVM can vectorise it.
-    """
-    nz, ny, _ = vol.shape
-    m0 = np.uint8(1 if (k >= 0 and j >= 0) else 0)
-    m1 = np.uint8(4 if (k >= 0 and j + 1 < ny) else 0)
-    m2 = np.uint8(16 if (k + 1 < nz and j >= 0) else 0)
-    m3 = np.uint8(64 if (k + 1 < nz and j + 1 < ny) else 0)
-    r00 = vol[max(k, 0), max(j, 0)]
-    r01 = vol[max(k, 0), min(j + 1, ny - 1)]
-    r10 = vol[min(k + 1, nz - 1), max(j, 0)]
-    r11 = vol[min(k + 1, nz - 1), min(j + 1, ny - 1)]
-    buf[lo] = 0
-    buf[hi + 2] = 0
-    for i in range(lo, hi + 1):
-        buf[i + 1] = ((m0 if r00[i] > thr else np.uint8(0)) | (m1 if r01[i] > thr else np.uint8(0))
-                      | (m2 if r10[i] > thr else np.uint8(0)) | (m3 if r11[i] > thr else np.uint8(0)))
-
-
-@njit(**NJIT)
-def _span(first, last, kk, jj):
-    """Inside span over the four rows around cell row (kk, jj) in padded indices."""
-    lo = min(min(first[kk, jj], first[kk, jj + 1]), min(first[kk + 1, jj], first[kk + 1, jj + 1]))
-    hi = max(max(last[kk, jj], last[kk, jj + 1]), max(last[kk + 1, jj], last[kk + 1, jj + 1]))
-    return lo, hi
+            xcount[k + 1, j + 1] = n + prev
 
 
 @njit(**NJIT_PARALLEL)
-def _count_cells(vol, thr, first, last, tri_count, ycount, zcount, ntri):
+def _list_row_crossings(vol, thr, xstart, xpos):
+    """Pass 1b: xpos[xstart[r]:] = each crossing's lower x index p (state(p) != state(p+1)).
+
+    Positions run from -1 (pad to voxel 0) to nx - 1 (last voxel to pad), ascending.
+    xstart (nz + 2, ny + 2) int64; xpos (X,) int32.
+    """
+    nz, ny, nx = vol.shape
+    for k in prange(nz):
+        for j in range(ny):
+            w, prev = xstart[k + 1, j + 1], False
+            for i in range(nx):
+                cur = vol[k, j, i] > thr
+                if cur != prev:
+                    xpos[w] = i - 1
+                    w += 1
+                prev = cur
+            if prev:
+                xpos[w] = nx - 1
+
+
+@njit(**NJIT)
+def _next_event(xpos, q, end, nx):
+    """Position of the next crossing in one row's list, or nx when exhausted."""
+    return xpos[q] if q < end else nx
+
+
+@njit(**NJIT)
+def _sweep(xpos, xstart, xcount, kk, jj, nx, segs):
+    """Merge the crossing lists of the four rows around cell row (kk, jj).
+
+    Writes segments ``(first_cell, last_cell, case)`` into segs (M, 3) int64, where
+    every cell in the run has the same case; uniform runs (case 0 or 255) are left
+    out. Returns the number of segments. A run of cells between crossings has the
+    same four-row state at both corners; a cell at a crossing differs at x1.
+    """
+    q0, q1 = xstart[kk, jj], xstart[kk, jj + 1]
+    q2, q3 = xstart[kk + 1, jj], xstart[kk + 1, jj + 1]
+    e0, e1 = q0 + xcount[kk, jj], q1 + xcount[kk, jj + 1]
+    e2, e3 = q2 + xcount[kk + 1, jj], q3 + xcount[kk + 1, jj + 1]
+    c, cur, n = 0, -1, 0  # state at positions cur.. (bits 0, 2, 4, 6 for the four rows)
+    while q0 < e0 or q1 < e1 or q2 < e2 or q3 < e3:
+        p0, p1 = _next_event(xpos, q0, e0, nx), _next_event(xpos, q1, e1, nx)
+        p2, p3 = _next_event(xpos, q2, e2, nx), _next_event(xpos, q3, e3, nx)
+        e = min(min(p0, p1), min(p2, p3))
+        if e > cur and c != 0 and c != 0x55:
+            segs[n, 0], segs[n, 1], segs[n, 2] = cur, e - 1, c | (c << 1)
+            n += 1
+        nxt = c
+        if p0 == e:
+            nxt ^= 1
+            q0 += 1
+        if p1 == e:
+            nxt ^= 4
+            q1 += 1
+        if p2 == e:
+            nxt ^= 16
+            q2 += 1
+        if p3 == e:
+            nxt ^= 64
+            q3 += 1
+        segs[n, 0], segs[n, 1], segs[n, 2] = e, e, c | (nxt << 1)
+        n += 1
+        c, cur = nxt, e + 1
+    return n
+
+
+@njit(**NJIT_PARALLEL)
+def _count_cells(xpos, xstart, xcount, nx, tri_count, ycount, zcount, ntri):
     """Pass 2: per cell row, y/z crossings owned by its lower row and its triangle count.
 
     ycount, zcount (nz + 2, ny + 2) int64 by padded row; ntri (nz + 1, ny + 1) int64.
     """
-    nz, ny, nx = vol.shape
-    for kk in prange(nz + 1):
-        k = kk - 1
-        buf = np.zeros(nx + 2, np.uint8)
-        for jj in range(ny + 1):
-            j = jj - 1
-            lo, hi = _span(first, last, kk, jj)
-            if lo > hi:
-                continue
-            _fill_columns(vol, thr, k, j, lo, hi, buf)
+    n_planes, n_rows = ntri.shape
+    for kk in prange(n_planes):
+        segs = np.empty((4 * nx + 8, 3), np.int64)
+        for jj in range(n_rows):
+            n = _sweep(xpos, xstart, xcount, kk, jj, nx, segs)
             ny_, nz_, nt = 0, 0, 0
-            for i in range(lo - 1, hi + 1):
-                c0, c1 = buf[i + 1], buf[i + 2]
-                if c0 == c1 and (c0 == 0 or c0 == 0x55):
-                    continue  # the common case: a cell wholly outside or inside
-                col = np.int64(c0)
-                nt += tri_count[col | (np.int64(c1) << 1)]
-                ny_ += (col ^ (col >> 2)) & 1
-                nz_ += (col ^ (col >> 4)) & 1
+            for s in range(n):
+                length, case = segs[s, 1] - segs[s, 0] + 1, segs[s, 2]
+                nt += length * tri_count[case]
+                ny_ += length * ((case ^ (case >> 2)) & 1)
+                nz_ += length * ((case ^ (case >> 4)) & 1)
             ycount[kk, jj] = ny_
             zcount[kk, jj] = nz_
             ntri[kk, jj] = nt
@@ -133,66 +153,61 @@ def _t(vol, iso, k0, j0, i0, k1, j1, i1, pad, t_clamp, t_pad):
 
 
 @njit(**NJIT)
-def _emit_slab(kk, vol, thr, iso, dz, dy, dx, first, last, tri_count, tri_edges,
-               xoff, yoff, zoff, toff, t_clamp, t_pad, verts, faces, ids, buf):
+def _emit_slab(kk, vol, iso, dz, dy, dx, xpos, xstart, xcount, tri_count, tri_edges,
+               xoff, yoff, zoff, toff, t_clamp, t_pad, verts, faces, ids, segs):
     """Pass 3 for the cell rows of slab kk (cells between planes kk - 1 and kk)."""
     nz, ny, nx = vol.shape
     k = kk - 1
     for jj in range(ny + 1):
         j = jj - 1
-        lo, hi = _span(first, last, kk, jj)
-        if lo > hi:
-            continue
-        _fill_columns(vol, thr, k, j, lo, hi, buf)
+        n = _sweep(xpos, xstart, xcount, kk, jj, nx, segs)
         cx0, cx1, cx2, cx3 = xoff[kk, jj], xoff[kk, jj + 1], xoff[kk + 1, jj], xoff[kk + 1, jj + 1]
         cy0, cy2 = yoff[kk, jj], yoff[kk + 1, jj]
         cz0, cz1 = zoff[kk, jj], zoff[kk, jj + 1]
         f = toff[kk, jj]
-        for i in range(lo - 1, hi + 1):
-            c0, c1 = buf[i + 1], buf[i + 2]
-            if c0 == c1 and (c0 == 0 or c0 == 0x55):
-                continue
-            case = np.int64(c0) | (np.int64(c1) << 1)
-            b = case
+        for s in range(n):
+            b = segs[s, 2]
             ex0, ex1 = (b ^ (b >> 1)) & 1, (b >> 2 ^ b >> 3) & 1
             ex2, ex3 = (b >> 4 ^ b >> 5) & 1, (b >> 6 ^ b >> 7) & 1
             ey0, ey2 = (b ^ b >> 2) & 1, (b >> 4 ^ b >> 6) & 1
             ez0, ez2 = (b ^ b >> 4) & 1, (b >> 2 ^ b >> 6) & 1
-            if ex0:
-                t = _t(vol, iso, k, j, i, k, j, i + 1, i < 0 or i + 1 >= nx, t_clamp, t_pad)
-                verts[cx0, 0] = (i + t) * dx
-                verts[cx0, 1] = j * dy
-                verts[cx0, 2] = k * dz
-            if ey0:
-                t = _t(vol, iso, k, j, i, k, j + 1, i, j < 0 or j + 1 >= ny, t_clamp, t_pad)
-                verts[cy0, 0] = i * dx
-                verts[cy0, 1] = (j + t) * dy
-                verts[cy0, 2] = k * dz
-            if ez0:
-                t = _t(vol, iso, k, j, i, k + 1, j, i, k < 0 or k + 1 >= nz, t_clamp, t_pad)
-                verts[cz0, 0] = i * dx
-                verts[cz0, 1] = j * dy
-                verts[cz0, 2] = (k + t) * dz
-            ids[0], ids[1], ids[2], ids[3] = cx0, cx1, cx2, cx3
-            ids[4], ids[5], ids[6], ids[7] = cy0, cy0 + ey0, cy2, cy2 + ey2
-            ids[8], ids[9], ids[10], ids[11] = cz0, cz0 + ez0, cz1, cz1 + ez2
-            for m in range(tri_count[case]):
-                faces[f, 0] = ids[tri_edges[case, 3 * m]]
-                faces[f, 1] = ids[tri_edges[case, 3 * m + 1]]
-                faces[f, 2] = ids[tri_edges[case, 3 * m + 2]]
-                f += 1
-            cx0 += ex0
-            cx1 += ex1
-            cx2 += ex2
-            cx3 += ex3
-            cy0 += ey0
-            cy2 += ey2
-            cz0 += ez0
-            cz1 += ez2
+            nt = tri_count[b]
+            for i in range(segs[s, 0], segs[s, 1] + 1):
+                if ex0:
+                    t = _t(vol, iso, k, j, i, k, j, i + 1, i < 0 or i + 1 >= nx, t_clamp, t_pad)
+                    verts[cx0, 0] = (i + t) * dx
+                    verts[cx0, 1] = j * dy
+                    verts[cx0, 2] = k * dz
+                if ey0:
+                    t = _t(vol, iso, k, j, i, k, j + 1, i, j < 0 or j + 1 >= ny, t_clamp, t_pad)
+                    verts[cy0, 0] = i * dx
+                    verts[cy0, 1] = (j + t) * dy
+                    verts[cy0, 2] = k * dz
+                if ez0:
+                    t = _t(vol, iso, k, j, i, k + 1, j, i, k < 0 or k + 1 >= nz, t_clamp, t_pad)
+                    verts[cz0, 0] = i * dx
+                    verts[cz0, 1] = j * dy
+                    verts[cz0, 2] = (k + t) * dz
+                ids[0], ids[1], ids[2], ids[3] = cx0, cx1, cx2, cx3
+                ids[4], ids[5], ids[6], ids[7] = cy0, cy0 + ey0, cy2, cy2 + ey2
+                ids[8], ids[9], ids[10], ids[11] = cz0, cz0 + ez0, cz1, cz1 + ez2
+                for m in range(nt):
+                    faces[f, 0] = ids[tri_edges[b, 3 * m]]
+                    faces[f, 1] = ids[tri_edges[b, 3 * m + 1]]
+                    faces[f, 2] = ids[tri_edges[b, 3 * m + 2]]
+                    f += 1
+                cx0 += ex0
+                cx1 += ex1
+                cx2 += ex2
+                cx3 += ex3
+                cy0 += ey0
+                cy2 += ey2
+                cz0 += ez0
+                cz1 += ez2
 
 
 @njit(**NJIT_PARALLEL)
-def _emit(vol, thr, iso, dz, dy, dx, first, last, tri_count, tri_edges,
+def _emit(vol, iso, dz, dy, dx, xpos, xstart, xcount, tri_count, tri_edges,
           xoff, yoff, zoff, toff, t_clamp, t_pad, verts, faces):
     """Pass 3: write (V, 3) float32 vertices and (F, 3) int32 faces at the given offsets.
 
@@ -202,9 +217,9 @@ def _emit(vol, thr, iso, dz, dy, dx, first, last, tri_count, tri_edges,
     nz, ny, nx = vol.shape
     for kk in prange(nz + 1):
         ids = np.empty(12, np.int64)
-        buf = np.zeros(nx + 2, np.uint8)
-        _emit_slab(kk, vol, thr, iso, dz, dy, dx, first, last, tri_count, tri_edges,
-                   xoff, yoff, zoff, toff, t_clamp, t_pad, verts, faces, ids, buf)
+        segs = np.empty((4 * nx + 8, 3), np.int64)
+        _emit_slab(kk, vol, iso, dz, dy, dx, xpos, xstart, xcount, tri_count, tri_edges,
+                   xoff, yoff, zoff, toff, t_clamp, t_pad, verts, faces, ids, segs)
 
 
 def _threshold(volume: np.ndarray, iso: float) -> int | float:
@@ -227,8 +242,8 @@ def check_volume(volume: Volume, spacing: Spacing) -> tuple[np.ndarray, tuple[fl
         raise InvalidInput(f"spacing must be three numbers (dz, dy, dx), got {spacing!r}") from exc
     if not all(math.isfinite(s) and s > 0 for s in (dz, dy, dx)):
         raise InvalidInput(f"spacing must be positive, got {tuple(spacing)}")
-    if volume.dtype == np.float32 and volume.size and not np.isfinite(volume).all():
-        raise InvalidInput("volume must not contain NaN or infinity")
+    if volume.dtype == np.float32 and any(not np.isfinite(s).all() for s in volume):
+        raise InvalidInput("volume must not contain NaN or infinity")  # slab by slab: no copy
     return np.ascontiguousarray(volume), (dz, dy, dx)
 
 
@@ -267,14 +282,15 @@ def isosurface(volume: Volume, iso: float, spacing: Spacing, threads: int | None
     thr = _threshold(vol, float(iso))
     thr = np.int64(thr) if isinstance(thr, int) else np.float64(thr)
     with numba_threads(threads):
-        first = np.full((nz + 2, ny + 2), nx, np.int64)
-        last = np.full((nz + 2, ny + 2), -1, np.int64)
         xcount = np.zeros((nz + 2, ny + 2), np.int64)
-        _row_spans(vol, thr, first, last, xcount)
+        _count_row_crossings(vol, thr, xcount)
+        xstart = (np.cumsum(xcount.ravel()) - xcount.ravel()).reshape(xcount.shape)
+        xpos = np.empty(int(xcount.sum()), np.int32)
+        _list_row_crossings(vol, thr, xstart, xpos)
         ycount = np.zeros_like(xcount)
         zcount = np.zeros_like(xcount)
         ntri = np.zeros((nz + 1, ny + 1), np.int64)
-        _count_cells(vol, thr, first, last, TRI_COUNT, ycount, zcount, ntri)
+        _count_cells(xpos, xstart, xcount, nx, TRI_COUNT, ycount, zcount, ntri)
         per_row = (xcount + ycount + zcount).ravel()
         n_vertices = int(per_row.sum())
         n_faces = int(ntri.sum())
@@ -286,7 +302,7 @@ def isosurface(volume: Volume, iso: float, spacing: Spacing, threads: int | None
         toff = (np.cumsum(ntri.ravel()) - ntri.ravel()).reshape(ntri.shape)
         verts = np.empty((n_vertices, 3), np.float32)
         faces = np.empty((n_faces, 3), np.int32)
-        _emit(vol, thr, float(iso), dz, dy, dx, first, last, TRI_COUNT, TRI_EDGES,
+        _emit(vol, float(iso), dz, dy, dx, xpos, xstart, xcount, TRI_COUNT, TRI_EDGES,
               start, start + xcount, start + xcount + ycount, toff, T_CLAMP, T_PAD, verts, faces)
     return Mesh(verts, faces)
 

@@ -10,7 +10,11 @@ import pytest
 from archive.models import Instance, Study
 from ingest.models import Object, Upload
 from tests.factories.files import binary_stl
-from tests.integration.ingest.conftest import ingest_worker  # noqa: F401  (a fixture)
+from tests.integration.ingest.conftest import (
+    NOTHING,
+    ingest_worker,  # noqa: F401  (a fixture)
+    leftovers,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -66,6 +70,21 @@ def test_drop_an_stl_and_follow_it_to_the_archive(live_server, chromium, curator
     assert Object.objects.get().collection.name == "Bronzes"
     assert not Upload.objects.exists()
     assert not chromium.console_errors()
+
+
+def test_a_failing_conversion_is_reported_and_leaves_nothing(live_server, chromium, curator, ingest_worker,  # noqa: F811
+                                                             archive_storage):
+    sign_in(chromium, live_server, "curator", "curator-pass-1")
+    chromium.run(DROP_FILE, "broken.stl", base64.b64encode(binary_stl(30)[:-9]).decode())
+    chromium.run("document.getElementById('inventory_number').value = 'INV-B-2';"
+                 "document.getElementById('start').click();")
+    chromium.wait_for("document.getElementById('status').textContent.startsWith('Failed')", timeout_s=120,
+                      what="the failure message")
+    status = chromium.run("return document.getElementById('status').textContent;")
+    assert "broken.stl" in status and "truncated" in status
+    assert chromium.run("return document.getElementById('result').hidden;")
+    assert chromium.run("return document.querySelector('.file-status').textContent;") == "failed"
+    assert leftovers(archive_storage) == NOTHING
 
 
 def test_a_reader_is_turned_away(live_server, chromium, reader):

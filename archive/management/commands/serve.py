@@ -4,7 +4,6 @@ Each runs as a child process; if one of them dies the others are stopped too, so
 half-running archive never looks healthy.
 """
 
-import os
 import signal
 import subprocess
 import sys

@@ -223,9 +223,11 @@
       var ids = [];
       for (var i = 0; i < files.length; i++) {
         var item = files[i];
-        item.statusCell.textContent = "uploading";
-        statusLine.textContent = "Uploading " + item.file.name;
-        item.id = await upload(item);
+        if (!item.id) {  // a refused ingest request keeps the finished uploads for a retry
+          item.statusCell.textContent = "uploading";
+          statusLine.textContent = "Uploading " + item.file.name;
+          item.id = await upload(item);
+        }
         item.statusCell.textContent = "uploaded";
         ids.push(item.id);
       }
@@ -236,7 +238,8 @@
         statusLine.textContent = "Done: " + job.message;
         showResult(job);
       } else {
-        files.forEach(function (item) { item.statusCell.textContent = "failed"; });
+        // A job uses up its uploads, whatever its outcome: a retry uploads again.
+        files.forEach(function (item) { item.statusCell.textContent = "failed"; item.id = null; });
         statusLine.textContent = "Failed, nothing was stored: " + job.message;
         statusLine.className = "error";
       }

@@ -70,6 +70,7 @@ class StorageSink:
     received: dict[str, bytes] = field(default_factory=dict)
     server: object = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    on_receive: object = None  # called in the handler, while the sender is connected
 
 
 @pytest.fixture
@@ -83,6 +84,8 @@ def sink() -> Iterator[StorageSink]:
     def on_store(event):
         with store.lock:
             store.received[event.request.AffectedSOPInstanceUID] = event.request.DataSet.getvalue()
+        if store.on_receive is not None:
+            store.on_receive()
         return 0x0000
 
     store.server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])

@@ -304,6 +304,14 @@ def test_move_study_to_registered_destination(scp, registered, sink):
     series = ct_series(2)
     _store(scp, series)
     Modality.objects.create(ae_title=sink.ae_title, host="127.0.0.1", port=sink.port)
+    nodelay = []
+
+    def inspect_outgoing_socket():
+        # The association Vitrine requested to the destination, seen from Vitrine's end.
+        (outgoing,) = [a for a in scp.server.ae.active_associations if a.is_requestor]
+        nodelay.append(outgoing.dul.socket.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    sink.on_receive = inspect_outgoing_socket
     query = Dataset()
     query.QueryRetrieveLevel = "STUDY"
     query.StudyInstanceUID = series[0].StudyInstanceUID
@@ -313,6 +321,7 @@ def test_move_study_to_registered_destination(scp, registered, sink):
     assert {uid: data for uid, data in sink.received.items()} == {
         ds.SOPInstanceUID: dataset_bytes(to_bytes(ds)) for ds in series
     }
+    assert len(nodelay) == 2 and all(nodelay)
 
 
 def test_move_to_unknown_destination_fails(scp, registered):

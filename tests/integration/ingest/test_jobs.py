@@ -189,3 +189,16 @@ def test_jobs_are_private_to_their_owner(client, curator, django_user_model):
     assert client.get(f"/api/ingest/jobs/{job.pk}", **basic("other", "other-pass-1")).status_code == 404
     assert client.get(f"/api/ingest/jobs/{job.pk}", **CURATOR).json()["state"] == "queued"
     assert client.get("/api/ingest/jobs", **basic("other", "other-pass-1")).json() == []
+
+
+@pytest.mark.django_db
+def test_a_job_redelivered_after_a_worker_died_fails_cleanly(client, curator, archive_storage):
+    from ingest import services
+
+    done = upload_bytes(client, CURATOR, binary_stl(), "a.stl")
+    job_id = request_ingest(client, [done]).json()["id"]
+    IngestJob.objects.filter(pk=job_id).update(state="running", stage="converting stl", percent=40)
+    job = services.run_ingest_job(job_id)
+    assert (job.state, job.error_code) == ("failed", "interrupted")
+    assert leftovers(archive_storage) == NOTHING
+    assert services.run_ingest_job(job_id).state == "failed"  # and stays so

@@ -35,7 +35,7 @@ def test_options_tells_what_the_server_speaks(client):
     response = client.options("/api/ingest/uploads")
     assert response.status_code == 204
     assert response["Tus-Version"] == "1.0.0" and response["Tus-Resumable"] == "1.0.0"
-    assert set(response["Tus-Extension"].split(",")) == {"creation", "termination", "checksum"}
+    assert set(response["Tus-Extension"].split(",")) == {"creation", "termination", "checksum", "expiration"}
     assert int(response["Tus-Max-Size"]) == services.max_upload_bytes() >= 50 * 1024**3
 
 
@@ -242,3 +242,44 @@ def test_bodies_are_streamed_in_bounded_chunks(curator, monkeypatch):
     assert services.append_to_upload(upload, offset=0, stream=body, content_length=len(data)) == len(data)
     assert max(body.asked) == 4096 and len(body.asked) >= len(data) // 4096
     assert staged(upload.pk) == data and Upload.objects.get(pk=upload.pk).is_complete
+
+
+@pytest.mark.django_db
+def test_a_second_writer_on_the_same_upload_is_a_409(client, curator):
+    import fcntl
+    import os
+
+    url = create_upload(client, CURATOR, 10, "a.stl")["Location"]
+    path = services.staging_path(Upload.objects.get(pk=upload_id_from(url)))
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a PATCH in flight holds this lock
+        busy = patch(client, url, CURATOR, b"x", 0)
+        assert busy.status_code == 409 and "another request" in busy.json()["detail"]
+    finally:
+        os.close(fd)
+    assert patch(client, url, CURATOR, b"x", 0).status_code == 204
+
+
+@pytest.mark.django_db
+def test_unclaimed_uploads_expire(client, curator, archive_storage):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django.utils.http import parse_http_date
+
+    created = create_upload(client, CURATOR, 10, "old.stl")
+    expires = parse_http_date(created["Upload-Expires"])
+    assert expires > timezone.now().timestamp() + 6 * 24 * 3600
+    url = created["Location"]
+    patch(client, url, CURATOR, b"12345", 0)
+    Upload.objects.update(expires=timezone.now() - timedelta(seconds=1))
+    assert client.head(url, **TUS, **CURATOR).status_code == 404
+    assert leftovers(archive_storage) == NOTHING
+    # Creating an upload also sweeps the expired ones of every user.
+    stale = create_upload(client, CURATOR, 10, "stale.stl")["Location"]
+    Upload.objects.update(expires=timezone.now() - timedelta(seconds=1))
+    fresh = create_upload(client, CURATOR, 10, "fresh.stl")["Location"]
+    assert list(Upload.objects.values_list("filename", flat=True)) == ["fresh.stl"]
+    assert [p.name for p in services.staging_dir().iterdir()] == [upload_id_from(fresh) + ".part"]
+    assert stale != fresh

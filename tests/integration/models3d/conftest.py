@@ -82,9 +82,22 @@ def celery_worker(tmp_path):
     if app.conf.broker_url.startswith("filesystem"):
         queue = tmp_path / "queue"
         queue.mkdir()
-        app.conf.broker_transport_options = {"data_folder_in": str(queue), "data_folder_out": str(queue)}
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=60) as worker:
-        yield worker
+        # The control folder too: the transport's default is ./control in the checkout.
+        app.conf.broker_transport_options = {"data_folder_in": str(queue), "data_folder_out": str(queue),
+                                             "control_folder": str(tmp_path / "control")}
+        _drop_connections(app)  # producers made for an earlier test's folder must not be reused
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=60) as worker:
+            yield worker
+    finally:
+        _drop_connections(app)
+
+
+def _drop_connections(app) -> None:
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None
 
 
 def wait_for_job(job_id: int, *, states=MeshJob.FINISHED, timeout_s: float = 180.0) -> MeshJob:
