@@ -3,7 +3,6 @@ PY := .venv/bin/python
 PIP := .venv/bin/pip --disable-pip-version-check -q
 RUNTIME := .venv/.installed-runtime
 TESTING := .venv/.installed-test
-SYSTEM_PACKAGES := dcmtk redis-server postgresql chromium
 
 .PHONY: run test test-unit test-scaled system-packages bench clean
 
@@ -29,6 +28,7 @@ system-packages:
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
