@@ -140,6 +140,10 @@ VITRINE_TMP_DIR = Path(os.environ.get("VITRINE_TMP_DIR", VAR_DIR / "tmp"))
 VITRINE_DUPLICATE_POLICY = os.environ.get("VITRINE_DUPLICATE_POLICY", "reject")
 VITRINE_MAX_UPLOAD_BYTES = int(os.environ.get("VITRINE_MAX_UPLOAD_BYTES", str(4 * 1024**3)))
 
+# --- Ingest ----------------------------------------------------------------------------
+VITRINE_MAX_INGEST_BYTES = int(os.environ.get("VITRINE_MAX_INGEST_BYTES", str(64 * 1024**3)))
+VITRINE_UPLOAD_EXPIRY_S = int(os.environ.get("VITRINE_UPLOAD_EXPIRY_S", str(7 * 24 * 3600)))
+
 # --- DIMSE -----------------------------------------------------------------------------
 VITRINE_AE_TITLE = os.environ.get("VITRINE_AE_TITLE", "VITRINE")
 VITRINE_DICOM_HOST = os.environ.get("VITRINE_DICOM_HOST", "0.0.0.0")
@@ -148,6 +152,8 @@ VITRINE_DICOM_PORT = int(os.environ.get("VITRINE_DICOM_PORT", "11112"))
 # the Modality table.
 VITRINE_STORE_FROM = os.environ.get("VITRINE_STORE_FROM", "any")
 VITRINE_QUERY_FROM = os.environ.get("VITRINE_QUERY_FROM", "registered")
+# Also require a registered AE to call from its registered host.
+VITRINE_DIMSE_CHECK_HOST = _env_bool("VITRINE_DIMSE_CHECK_HOST", False)
 
 # --- HTTP ------------------------------------------------------------------------------
 VITRINE_HTTP_HOST = os.environ.get("VITRINE_HTTP_HOST", "127.0.0.1")
@@ -167,6 +173,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "data_folder_in": str(_BROKER_DIR / "queue"),
         "data_folder_out": str(_BROKER_DIR / "queue"),
         "processed_folder": str(_BROKER_DIR / "processed"),
+        "control_folder": str(_BROKER_DIR / "control"),
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem")

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PYTHON, ROOT, free_port, percentile, print_table, vitrine_env, wait_for_port  # noqa: E402
+from common import PYTHON, ROOT, free_port, percentile, print_table, vitrine_env, wait_for_port
 
 BENCH = Path(os.environ.get("VITRINE_IIIF_BENCH_ROOT", "/tmp/vitrine-iiif-bench"))
 IIPSRV = Path("/usr/lib/iipimage-server/iipsrv.fcgi")
@@ -157,17 +157,51 @@ class Running:
                 self.process.wait()
 
 
-def start_vitrine(var_dir: Path, series_uid: str, workers: int, threads: int) -> Running:
+def start_vitrine(
+    var_dir: Path, series_uid: str, workers: int, threads: int, worker_class: str = "gthread", **env: str,
+) -> Running:
     port = free_port()
     log = (var_dir / "gunicorn.log").open("a")
     process = subprocess.Popen(
         [str(Path(PYTHON).parent / "gunicorn"), "archive.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers), "--threads", str(threads), "--worker-class", "gthread",
-         "--keep-alive", "30", "--backlog", "256"],
-        env=vitrine_env(var_dir), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+         "--workers", str(workers), "--threads", str(threads), "--worker-class", worker_class,
+         "--keep-alive", "30", "--backlog", "256", "--preload"],
+        env=vitrine_env(var_dir, **env), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
     )
     wait_for_port(port, process=process)
-    return Running("Vitrine", port, process, f"/iiif/3/{series_uid}")
+    running = Running("Vitrine", port, process, f"/iiif/3/{series_uid}")
+    wait_until_answering(running, workers * threads)
+    return running
+
+
+def wait_until_answering(server: Running, connections: int, timeout_s: float = 60.0) -> None:
+    """Block until ``connections`` parallel requests for an unknown image all get their 404.
+
+    Only then are the workers up: the port listens as soon as the master binds it, and
+    a benchmark that starts earlier measures the workers' boot, not the server.
+    """
+    import asyncio
+
+    async def probe() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /iiif/3/1.2.3.4/info.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        status, _, _ = await _read_response(reader)
+        writer.close()
+        if status != 404:
+            raise RuntimeError(f"{server.name} answered {status} to the readiness probe")
+
+    async def all_probes() -> None:
+        await asyncio.gather(*(probe() for _ in range(connections)))
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            asyncio.run(asyncio.wait_for(all_probes(), 10))
+            return
+        except (OSError, ConnectionError, TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def start_iipsrv(folder: Path, tiff: Path, processes: int) -> Running:
@@ -202,7 +236,9 @@ fastcgi.server = ("/fcgi-bin/iipsrv.fcgi" => ((
 """)
     process = subprocess.Popen(["lighttpd", "-D", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     wait_for_port(port, process=process)
-    return Running("iipsrv", port, process, f"/fcgi-bin/iipsrv.fcgi?IIIF={tiff.name}")
+    running = Running("iipsrv", port, process, f"/fcgi-bin/iipsrv.fcgi?IIIF={tiff.name}")
+    fetch_sequential(port, [f"{running.prefix}/info.json"], processes * 2)  # the FastCGI processes answer
+    return running
 
 
 # --- load -------------------------------------------------------------------------------
@@ -359,6 +395,9 @@ def _run(args) -> None:
     def start(name: str) -> Running:
         if name == "Vitrine":
             return start_vitrine(var_dir, ingested["series_uid"], args.workers, args.threads)
+        if name == "Vitrine (no rendered cache)":
+            return start_vitrine(var_dir, ingested["series_uid"], args.workers, args.threads,
+                                 VITRINE_IIIF_RENDERED_CACHE_BYTES="0")
         return start_iipsrv(iip_folder, tiff, args.iipsrv_processes)
 
     rows = []
@@ -399,7 +438,7 @@ def _run(args) -> None:
             for x, y in ((rng.randrange(WIDTH - 8192), rng.randrange(HEIGHT - 8192)) for _ in range(8))
         ],
     }
-    for name in ("iipsrv", "Vitrine"):
+    for name in ("iipsrv", "Vitrine", "Vitrine (no rendered cache)"):
         server = start(name)
         try:
             for label, paths in singles.items():
@@ -408,7 +447,7 @@ def _run(args) -> None:
                 timings = fetch_sequential(server.port, full, SINGLE_REPEATS)
                 results["single"][f"{name} {label}"] = timings
                 single_rows.append((name, label, f"{percentile(timings, 0.5):.2f}", f"{percentile(timings, 0.95):.2f}"))
-            if name == "Vitrine":
+            if name.startswith("Vitrine"):
                 ct = [f"/iiif/3/{ingested['ct_uid']}~bone/full/max/0/default.jpg"]
                 fetch_sequential(server.port, ct, 20)
                 timings = fetch_sequential(server.port, ct, SINGLE_REPEATS)

@@ -16,6 +16,7 @@ read, because stored files never change in place (a replacement gets a new name)
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -33,8 +34,15 @@ from archive.errors import Forbidden, NotAcceptable, Unauthorized
 from archive.models import Instance, Series, Study, Visibility, can_read_private
 from archive.storage import get_storage
 from iiif.errors import ImageNotFound, InvalidIIIFRequest
-from iiif.imageapi import ArraySource, GrayscaleSource, ImageIdentifier, ImageSource, Level, TiledPyramidSource
-from iiif.imageapi import parse_identifier
+from iiif.imageapi import (
+    ArraySource,
+    GrayscaleSource,
+    ImageIdentifier,
+    ImageSource,
+    Level,
+    TiledPyramidSource,
+    parse_identifier,
+)
 from iiif.imageapi.window import VoiFunction, Window
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
@@ -151,15 +159,19 @@ class SourceCache:
         self.hits = 0
         self.misses = 0
 
-    def get_or_build(self, key: tuple, build: Callable[[], tuple[Any, int]]) -> Any:
+    def get(self, key: tuple) -> Any | None:
         with self._lock:
             item = self._items.get(key)
-            if item is not None:
-                self._items.move_to_end(key)
-                self.hits += 1
-                return item[0]
-            self.misses += 1
-        value, size = build()
+            if item is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return item[0]
+
+    def put(self, key: tuple, value: Any, size: int) -> None:
+        if size > self.max_bytes:
+            return  # larger than the whole budget (or caching is off: a budget of 0)
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:
@@ -169,6 +181,12 @@ class SourceCache:
             while self._bytes > self.max_bytes and len(self._items) > 1:
                 _, (_, dropped) = self._items.popitem(last=False)
                 self._bytes -= dropped
+
+    def get_or_build(self, key: tuple, build: Callable[[], tuple[Any, int]]) -> Any:
+        value = self.get(key)
+        if value is None:
+            value, size = build()
+            self.put(key, value, size)
         return value
 
     def clear(self) -> None:
@@ -177,11 +195,20 @@ class SourceCache:
             self._bytes = 0
 
 
-_cache = SourceCache(int(getattr(settings, "VITRINE_IIIF_CACHE_BYTES", _DEFAULT_CACHE_BYTES)))
+def _setting(name: str, default: int) -> int:
+    """A size from settings, else from the environment (see docs/serving.md), else the default."""
+    return int(getattr(settings, name, os.environ.get(name, default)))
+
+
+_cache = SourceCache(_setting("VITRINE_IIIF_CACHE_BYTES", _DEFAULT_CACHE_BYTES))
+# Rendered images that were not a stored tile (edge tiles, thumbnails, regions): cheap
+# to keep, dear to make again.  Keyed by the source's key and the canonical request.
+rendered_cache = SourceCache(_setting("VITRINE_IIIF_RENDERED_CACHE_BYTES", 64 * 1024**2))
 
 
 def clear_cache() -> None:
     _cache.clear()
+    rendered_cache.clear()
 
 
 # --- opened images ----------------------------------------------------------------------
@@ -193,6 +220,7 @@ class OpenedImage:
 
     source: ImageSource
     visibility: str
+    key: tuple = ()  # the source's cache key: stored paths, frame, window
 
 
 def open_image(request, identifier: str) -> OpenedImage:
@@ -216,8 +244,9 @@ def open_image(request, identifier: str) -> OpenedImage:
             raise InvalidIIIFRequest(f"a whole-slide image is in colour and takes no window, got {identifier!r}")
         check_study_access(request, rows[0][1], rows[0][2], f"image {name.uid}")
         paths = tuple(sorted(row[0] for row in rows))
-        source = _cache.get_or_build(("wsi", paths), lambda: _build_pyramid(paths))
-        return OpenedImage(source, rows[0][1])
+        key = ("wsi", paths)
+        source = _cache.get_or_build(key, lambda: _build_pyramid(paths))
+        return OpenedImage(source, rows[0][1], key)
     found = _lookup(_INSTANCE_SQL, (name.uid,))
     if not found:
         raise ImageNotFound(f"no image has the identifier {identifier!r}")
@@ -233,7 +262,7 @@ def open_image(request, identifier: str) -> OpenedImage:
         raise ImageNotFound(f"instance {name.uid} has {count} frames, not {frame}")
     key = ("frame", path, frame, name.window_text)
     source = _cache.get_or_build(key, lambda: _build_frame_source(path, frame, name.window))
-    return OpenedImage(source, visibility)
+    return OpenedImage(source, visibility, key)
 
 
 # The per-request lookups, in SQL: they run for every tile, and building the same

@@ -23,7 +23,15 @@ from archive.http import error_response
 from archive.models import Visibility
 from iiif import documents, services
 from iiif.errors import ImageNotFound
-from iiif.imageapi import INFO_MEDIA_TYPE, build_image_link_header, build_info, parse_image_request, render_image, resolve
+from iiif.imageapi import (
+    INFO_MEDIA_TYPE,
+    build_image_link_header,
+    build_info,
+    parse_image_request,
+    render_image,
+    resolve,
+)
+from iiif.imageapi.plan import Passthrough, plan_request
 from iiif.presentation import PRESENTATION_MEDIA_TYPE, build_collection, build_manifest
 
 _ALLOWED = "GET, HEAD, OPTIONS"
@@ -120,10 +128,33 @@ def image(request, identifier: str, region: str, size: str, rotation: str, quali
     parsed = parse_image_request(region, size, rotation, quality_format)
     source = opened.source
     resolved = resolve(parsed, source.width, source.height, MAX_WIDTH, MAX_HEIGHT, MAX_AREA)
-    body, media_type = render_image(source, resolved)
+    body, media_type = _render(opened, resolved)
     response = HttpResponse(body, content_type=media_type)
     response["Link"] = build_image_link_header(_id_url(request, identifier), resolved)
     return _cache_headers(response, opened.visibility)
+
+
+def _render(opened: services.OpenedImage, resolved) -> tuple[bytes, str]:
+    """Render, keeping what had to be decoded and encoded (not stored tiles) for next time."""
+    key = (opened.key, resolved.canonical_path)
+    cached = services.rendered_cache.get(key)
+    if cached is not None:
+        return cached
+    source = opened.source
+    plan = plan_request(source, resolved)
+    out = render_image(source, resolved)
+    if not _is_whole_stored_tile(plan, source, resolved):
+        services.rendered_cache.put(key, out, len(out[0]))
+    return out
+
+
+def _is_whole_stored_tile(plan, source, resolved) -> bool:
+    """A passthrough of a full-size tile: the bytes came from storage, so keeping them gains nothing.
+    Edge tiles are stored padded, so they are cropped and re-encoded: those are kept."""
+    if not isinstance(plan, Passthrough):
+        return False
+    level = source.levels[plan.level]
+    return (resolved.output_width, resolved.output_height) == (level.tile_width, level.tile_height)
 
 
 # --- Presentation API ---------------------------------------------------------------------

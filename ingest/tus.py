@@ -53,7 +53,6 @@ class OffsetMismatch(Conflict):
     """Upload-Offset differs from the bytes the server holds (tus PATCH: 409)."""
 
     code = "offset_mismatch"
-    dimse_status = None
 
 
 class ChecksumMismatch(ArchiveError):

@@ -70,7 +70,8 @@ def write_obj(mesh: Mesh, out: BinaryIO, chunk_faces: int = CHUNK_FACES) -> None
         out.write(buf.getvalue())
     for start in range(0, len(mesh.faces), chunk_faces):
         buf = io.BytesIO()
-        np.savetxt(buf, mesh.faces[start:start + chunk_faces].astype(np.int64) + 1, fmt="f %d %d %d")
+        one_based = mesh.faces[start:start + chunk_faces].astype(np.int64) + 1
+        np.savetxt(buf, one_based, fmt="f %d %d %d")
         out.write(buf.getvalue())
 
 
@@ -166,8 +167,8 @@ def write_ascii_stl(mesh: Mesh, out: BinaryIO) -> None:
     out.write(b"solid vitrine\n")
     for f in mesh.faces:
         out.write(b"facet normal 0 0 0\nouter loop\n")
-        for v in mesh.vertices[f]:
-            out.write(b"vertex %.9g %.9g %.9g\n" % tuple(float(x) for x in v))
+        out.writelines(b"vertex %.9g %.9g %.9g\n" % tuple(float(x) for x in v)
+                       for v in mesh.vertices[f])
         out.write(b"endloop\nendfacet\n")
     out.write(b"endsolid vitrine\n")
 

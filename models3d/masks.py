@@ -214,7 +214,7 @@ def read_nifti_label_volumes(path: str | Path, geometry: VolumeGeometry,
         ok = np.all((idx >= 0) & (idx < np.array(values.shape)), axis=1)
         sampled = np.zeros(len(idx), dtype=np.int64)
         sampled[ok] = values[idx[ok, 0], idx[ok, 1], idx[ok, 2]]
-        sampled = sampled.reshape(ny, nx)
+        plane_labels = sampled.reshape(ny, nx)
         for v in chosen:
-            masks[v][k] = sampled == v
+            masks[v][k] = plane_labels == v
     return [(str(v), m) for v, m in masks.items() if m.any()]

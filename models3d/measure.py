@@ -98,7 +98,7 @@ def count_edges(mesh: Mesh) -> int:
     """Number of distinct undirected edges."""
     f = mesh.faces.astype(np.int64)
     a, b = f.ravel(), np.roll(f, -1, axis=1).ravel()
-    return int(len(np.unique(np.minimum(a, b) * len(mesh.vertices) + np.maximum(a, b))))
+    return len(np.unique(np.minimum(a, b) * len(mesh.vertices) + np.maximum(a, b)))
 
 
 def euler_characteristic(mesh: Mesh) -> int:

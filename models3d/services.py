@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -31,12 +31,14 @@ from archive.dicom.encapsulated import DocumentKind, ModelInfo, build_document_h
 from archive.dicom.part10 import write_document_file
 from archive.dicom.refs import (
     Equipment,
-    MeshMeasurements as DicomMeasurements,
     PatientInfo,
     SeriesRef,
     SourceSeriesRef,
     StudyRef,
     code_item,
+)
+from archive.dicom.refs import (
+    MeshMeasurements as DicomMeasurements,
 )
 from archive.errors import ArchiveError, Conflict, InvalidInput, NotFound
 from archive.models import Instance, Series, Study
@@ -44,7 +46,7 @@ from archive.services import StoreOutcome, store_files
 from archive.storage import get_storage
 from models3d import formats, measure, pipeline, volumes
 from models3d.kernels import Mesh as MeshArrays
-from models3d.kernels import decimate
+from models3d.kernels import decimate, isosurface
 from models3d.kernels.config import SMOOTH_ITERATIONS, SMOOTH_PASSBAND
 from models3d.models import Mesh, MeshJob
 
@@ -178,15 +180,26 @@ def _finite(name: str, value: Any) -> float:
 
 
 def _mask_param(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict) or not isinstance(value.get("series_uid"), str):
+    """``{"series_uid", "labels"}`` (a SEG or RTSTRUCT series of the study), or, from the
+    CLI only, ``{"nifti_path", "nifti_sha256", "labels"}`` (a label map on disk)."""
+    if not isinstance(value, dict):
         raise InvalidInput(f"mask must be {{'series_uid': UID, 'labels': [...]}}, got {value!r}")
-    unknown = set(value) - {"series_uid", "labels"}
-    if unknown:
-        raise InvalidInput(f"unknown mask fields: {sorted(unknown)}")
+    source = {"series_uid"} if "series_uid" in value else {"nifti_path", "nifti_sha256"}
+    unknown = set(value) - source - {"labels"}
+    if unknown or not all(isinstance(value.get(k), str) and value.get(k) for k in source):
+        raise InvalidInput(f"mask must be {{'series_uid': UID, 'labels': [...]}}, got {value!r}")
     labels = value.get("labels") or []
     if not isinstance(labels, list) or not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in labels):
         raise InvalidInput(f"mask labels must be a list of numbers or names, got {labels!r}")
-    return {"series_uid": value["series_uid"], "labels": sorted({str(x) for x in labels})}
+    return {**{k: value[k] for k in source}, "labels": sorted({str(x) for x in labels})}
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fp:
+        for chunk in iter(lambda: fp.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def params_json(params: dict[str, Any]) -> str:
@@ -206,9 +219,11 @@ def derived_uid(series_uid: str, params: dict[str, Any], role: str) -> str:
 
 def mesh_params(params: dict[str, Any]) -> pipeline.MeshParams:
     """The pipeline's parameters for a canonical parameter set (a mask job meshes 0/1 labels)."""
-    common = dict(crop=tuple(params["crop"]) if params["crop"] else None, downsample=params["downsample"],
-                  keep_largest=params["keep_largest"], smooth_iterations=params["smooth_iterations"],
-                  smooth_passband=params["smooth_passband"])
+    common: dict[str, Any] = {
+        "crop": tuple(params["crop"]) if params["crop"] else None, "downsample": params["downsample"],
+        "keep_largest": params["keep_largest"], "smooth_iterations": params["smooth_iterations"],
+        "smooth_passband": params["smooth_passband"],
+    }
     if "preset" in params:
         if params["preset"] == "micro_ct":
             return pipeline.MeshParams(otsu=True, **common)
@@ -237,7 +252,9 @@ def describe_params(params: dict[str, Any]) -> str:
         return f"{params['band_hu'][0]:g} to {params['band_hu'][1]:g} HU"
     if "otsu" in params:
         return "Otsu threshold"
-    return "mask " + (",".join(params["mask"]["labels"]) or "all labels")
+    mask = params["mask"]
+    source = f"series {mask['series_uid']}" if "series_uid" in mask else f"label map {Path(mask['nifti_path']).name}"
+    return f"mask {','.join(mask['labels']) or 'all labels'} of {source}"[:200]
 
 
 # --- access ------------------------------------------------------------------------------
@@ -270,7 +287,7 @@ def request_job(series: Series, params: dict[str, Any], user=None) -> tuple[Mesh
     or cancelled and is queued again; the caller then enqueues the task on commit.
     A job queued, running or done is returned as it is.
     """
-    if "mask" in params:
+    if "mask" in params and "series_uid" in params["mask"]:
         _check_mask_source(series, params["mask"]["series_uid"])
     key = job_key(series.series_uid, params)
     with transaction.atomic():
@@ -370,7 +387,7 @@ def run_mesh_job(job_id: int, on_progress: Callable[[str, int], None] | None = N
     progress = _Progress(job_id, on_progress)
     outputs: list[_Output] = []
     try:
-        outputs = _mesh_and_write(job, progress)
+        _mesh_and_write(job, progress, outputs)
         progress.set("store", _STORE, 0.0, force_check=True)
         meshes = _store(job, outputs)
     except JobCancelled:
@@ -399,15 +416,19 @@ def _finish(job_id: int, state: str, error: str) -> None:
     MeshJob.objects.filter(pk=job_id).update(state=state, error=error, finished=timezone.now())
 
 
-def _mesh_and_write(job: MeshJob, progress: _Progress) -> list[_Output]:
+def _mesh_and_write(job: MeshJob, progress: _Progress, outputs: list[_Output]) -> None:
+    """Mesh every label and write its files; ``outputs`` fills as it goes, so the
+    caller can remove what was written if a later step fails or is cancelled."""
     params = job.params
     progress.set("read", _READ, 0.0, force_check=True)
     geometry = volumes.plan_volume(series_slices(job.series))
     volume = volumes.read_volume(geometry, on_slice=lambda done, total: progress.set("read", _READ, done / total))
     labelled = list(_label_volumes(job, geometry, volume))
     del volume
+    if not labelled:
+        raise InvalidInput(f"nothing to mesh: the mask has no label with voxels on series {job.series.series_uid}")
     base = mesh_params(params)
-    outputs = []
+    meshed: list[_Output] = []
     for n, (label, data) in enumerate(labelled):
         lo = _MESH[0] + (_MESH[1] - _MESH[0]) * n / len(labelled)
         hi = _MESH[0] + (_MESH[1] - _MESH[0]) * (n + 1) / len(labelled)
@@ -423,13 +444,13 @@ def _mesh_and_write(job: MeshJob, progress: _Progress) -> list[_Output]:
                                "choose another threshold")
         patient = MeshArrays(geometry.to_patient(mesh.vertices), mesh.faces)
         lo_mm, hi_mm = measure.bounding_box_mm(patient)
-        outputs.append(_Output(label, patient, measured, tuple(map(float, lo_mm)), tuple(map(float, hi_mm)),
-                               {}, {}))
+        meshed.append(_Output(label, patient, measured, tuple(map(float, lo_mm)), tuple(map(float, hi_mm)),
+                              {}, {}))
     progress.set("write", _WRITE, 0.0, force_check=True)
-    for n, output in enumerate(outputs):
+    for n, output in enumerate(meshed):
+        outputs.append(output)
         _write_output(job, geometry, output, instance_number=n + 1)
-        progress.set("write", _WRITE, (n + 1) / len(outputs))
-    return outputs
+        progress.set("write", _WRITE, (n + 1) / len(meshed))
 
 
 def series_slices(series: Series) -> list[volumes.SliceInfo]:
@@ -447,6 +468,12 @@ def _label_volumes(job: MeshJob, geometry: volumes.VolumeGeometry, volume: np.nd
         return
     from models3d import masks
 
+    if "nifti_path" in mask:
+        path = Path(mask["nifti_path"])
+        if not path.is_file() or file_sha256(path) != mask["nifti_sha256"]:
+            raise InvalidInput(f"the label map {path} is gone or has changed since the job was requested")
+        yield from masks.read_nifti_label_volumes(path, geometry, labels=mask["labels"])
+        return
     source = Series.objects.filter(series_uid=mask["series_uid"], study_id=job.series.study_id).first()
     if source is None:
         raise InvalidInput(f"mask series {mask['series_uid']} is not in the study any more")
@@ -457,9 +484,22 @@ def _label_volumes(job: MeshJob, geometry: volumes.VolumeGeometry, volume: np.nd
 
 def _mesh_one(data: np.ndarray, spacing_mm, params: pipeline.MeshParams, target: int | None,
               report: Callable[[str, float], None]) -> tuple[MeshArrays, measure.MeshMeasurements]:
-    """The pipeline, then decimation to a triangle count (the pipeline takes a ratio)."""
+    """The pipeline, decimating to at most ``target`` triangles.
+
+    The pipeline takes a decimation *ratio*. Where the isosurface's triangle count can
+    be had cheaply (one more isosurface pass, ~2 % of a job) the ratio is computed
+    from it, so decimation runs inside the pipeline and only the decimated mesh is
+    measured; measuring the full mesh costs far more than counting it. Otherwise the
+    count is applied after the pipeline, and the result measured again.
+    """
+    if target is None:
+        return pipeline.mesh_volume(data, spacing_mm, params, on_progress=report)
+    counted = _isosurface_faces(data, spacing_mm, params)
+    if counted is not None:
+        ratio = None if counted <= target else target / counted
+        return pipeline.mesh_volume(data, spacing_mm, replace(params, decimate_ratio=ratio), on_progress=report)
     mesh, measured = pipeline.mesh_volume(data, spacing_mm, params, on_progress=report)
-    if target is not None and len(mesh.faces) > target:
+    if len(mesh.faces) > target:
         report("decimate", 0.0)
         mesh = decimate(mesh, count=target)
         report("decimate", 1.0)
@@ -467,6 +507,27 @@ def _mesh_one(data: np.ndarray, spacing_mm, params: pipeline.MeshParams, target:
         measured = measure.measure_mesh(mesh)
         report("measure", 1.0)
     return mesh, measured
+
+
+def _isosurface_faces(data: np.ndarray, spacing_mm, params: pipeline.MeshParams) -> int | None:
+    """Triangles the pipeline's isosurface will have (smoothing keeps them), or None when
+    the surface input is not a plain level of the (cropped) volume: bands, block means,
+    component filters."""
+    if params.band is not None or params.downsample != 1 or params.keep_largest or params.min_island_mm3 > 0:
+        return None
+    volume, spacing, _ = pipeline.crop_and_downsample(data, spacing_mm, params.crop, 1)
+    if params.preset is not None:
+        levels = pipeline.HU_PRESETS.get(params.preset, ())
+        if len(levels) != 1:
+            return None
+        iso = levels[0]
+    elif params.otsu:
+        iso = pipeline.otsu_threshold(volume)
+    elif params.iso is not None:
+        iso = float(params.iso)
+    else:
+        return None
+    return len(isosurface(volume, iso, spacing, threads=params.threads).faces)
 
 
 # --- DICOM --------------------------------------------------------------------------------
@@ -532,7 +593,7 @@ def _add_derivation(ds: Dataset, job: MeshJob, geometry: volumes.VolumeGeometry,
     algorithm.AlgorithmVersion = ALGORITHM_VERSION
     algorithm.AlgorithmParameters = params_json(job.params)
     ds.DerivationAlgorithmSequence = DicomSequence([algorithm])
-    what = f"label {label} of mask series {job.params['mask']['series_uid']}" if label else describe_params(job.params)
+    what = f"label {label} ({describe_params(job.params)})" if label else describe_params(job.params)
     ds.DerivationDescription = (f"Isosurface of {what} of series {job.series.series_uid}; "
                                 f"windowed-sinc smoothing {job.params['smooth_iterations']} iterations, "
                                 f"pass band {job.params['smooth_passband']:g}"
@@ -565,11 +626,12 @@ def _write_output(job: MeshJob, geometry: volumes.VolumeGeometry, output: _Outpu
     for fmt in params["outputs"]:
         kind = DocumentKind.STL if fmt == "stl" else DocumentKind.OBJ
         sop_uid = derived_uid(uid, params, f"{fmt}:{output.label}")
-        with storage.incoming_file(suffix=f".{fmt}") as payload:
-            formats.WRITERS[fmt](output.mesh, payload)
-            length = payload.tell()
+        payload = storage.incoming_file(suffix=f".{fmt}")
         payload_path = Path(payload.name)
         try:
+            with payload:
+                formats.WRITERS[fmt](output.mesh, payload)
+                length = payload.tell()
             ds = build_document_header(
                 kind, length=length, patient=_patient_info(series), study=_study_ref(series.study),
                 series=SeriesRef(series_uid=result_series_uid, number=(series.series_number or 0) + 1000,
@@ -633,8 +695,10 @@ def preview_mask(image_hu: np.ndarray, params: dict[str, Any]) -> np.ndarray:
     """(rows, columns) bool: the pixels of one slice the threshold puts inside.
 
     Otsu (and micro-CT) thresholds are computed on the slice alone, so the preview
-    is an approximation of the whole-volume level.
+    is an approximation of the whole-volume level. A mask job previews no tint.
     """
+    if "mask" in params:
+        return np.zeros(image_hu.shape, bool)
     if "band_hu" in params or params.get("preset") in pipeline.HU_PRESETS and len(
             pipeline.HU_PRESETS[params["preset"]]) == 2:
         low, high = params.get("band_hu") or pipeline.HU_PRESETS[params["preset"]]

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pydicom
 
 from archive.errors import InvalidInput
 from models3d.kernels import to_patient_space
@@ -152,8 +151,7 @@ def _planned_dtype(slices: Sequence[SliceInfo]) -> np.dtype:
         a, b = s.intercept + s.slope * lo, s.intercept + s.slope * hi
         lows.append(min(a, b))
         highs.append(max(a, b))
-    lo, hi = min(lows), max(highs)
-    if lo >= 0 and hi <= _UINT16.max:
+    if min(lows) >= 0 and max(highs) <= _UINT16.max:
         return np.dtype(np.uint16)  # micro-CT stacks: unsigned raw values kept exact
     # Stored ranges are usually far wider than the values used (16 bits for 12 bits of
     # CT): plan int16 and widen to float32 only if a slice's values do not fit.
@@ -229,15 +227,35 @@ def plan_volume(slices: Sequence[SliceInfo]) -> VolumeGeometry:
 
 
 def _stored_pixels(info: SliceInfo) -> np.ndarray:
-    ds = pydicom.dcmread(info.path)
+    from pydicom.pixels import pixel_array
+
     try:
-        pixels = ds.pixel_array
-    except (ValueError, NotImplementedError, RuntimeError, AttributeError) as exc:
+        pixels = pixel_array(info.path)  # reads only the pixel module: no full data set
+    except (ValueError, NotImplementedError, RuntimeError, AttributeError, TypeError) as exc:
         raise InvalidInput(f"instance {info.sop_uid}: the pixel data cannot be decoded: {exc}") from None
     if pixels.shape != (info.rows, info.columns):
         raise InvalidInput(f"instance {info.sop_uid}: pixel data of shape {pixels.shape}, expected "
                            f"({info.rows}, {info.columns})")
     return pixels
+
+
+def _rescale_into(out: np.ndarray, pixels: np.ndarray, slope: int, intercept: int) -> bool:
+    """Write ``pixels * slope + intercept`` into integer ``out``; False if it does not fit.
+
+    With slope 1 and an intercept of ``out``'s type the sum runs in that type: modular
+    arithmetic gives the exact result whenever the result fits, which is checked first.
+    """
+    limits = np.iinfo(out.dtype)
+    if pixels.size == 0:
+        return True
+    lo, hi = int(pixels.min()) * slope + intercept, int(pixels.max()) * slope + intercept
+    if min(lo, hi) < limits.min or max(lo, hi) > limits.max:
+        return False
+    if slope == 1 and limits.min <= intercept <= limits.max and pixels.dtype.itemsize <= out.dtype.itemsize:
+        np.add(pixels, out.dtype.type(intercept), out=out, casting="unsafe")
+    else:
+        out[...] = pixels.astype(np.int64) * slope + intercept
+    return True
 
 
 def read_slice(info: SliceInfo) -> np.ndarray:
@@ -267,17 +285,11 @@ def read_volume(geometry: VolumeGeometry,
     total = len(geometry.slices)
     for k, info in enumerate(geometry.slices):
         pixels = _stored_pixels(info)
+        if volume.dtype != np.float32 and not _rescale_into(volume[k], pixels, int(info.slope), int(info.intercept)):
+            volume = volume.astype(np.float32)  # values beyond the planned integer type: widen once
         if volume.dtype == np.float32:
             np.multiply(pixels, np.float32(info.slope), out=volume[k], casting="unsafe")
             volume[k] += np.float32(info.intercept)
-        else:
-            values = pixels.astype(np.int32) * int(info.slope) + int(info.intercept)
-            limits = np.iinfo(volume.dtype)
-            if values.size and (values.min() < limits.min or values.max() > limits.max):
-                volume = volume.astype(np.float32)
-                volume[k] = values
-            else:
-                volume[k] = values
         if on_slice is not None:
             on_slice(k + 1, total)
     return volume

@@ -50,3 +50,37 @@ def curator(django_user_model):
 @pytest.fixture
 def reader(django_user_model):
     return django_user_model.objects.create_user("someone", password="someone-pass-1")
+
+
+@pytest.fixture
+def job_worker(tmp_path):
+    """A real Celery worker over the configured broker (the filesystem transport, or
+    Redis in the scaled run), with this test's own queue folders. Use it with
+    ``django_db(transaction=True)`` so that the worker's thread sees the rows."""
+    from celery.contrib.testing.worker import start_worker
+
+    from archive.celery import app
+
+    saved = app.conf.broker_transport_options
+    if app.conf.broker_url.startswith("filesystem"):
+        queue = tmp_path / "queue"
+        queue.mkdir()
+        app.conf.broker_transport_options = {
+            "data_folder_in": str(queue), "data_folder_out": str(queue),
+            "control_folder": str(tmp_path / "control"),
+        }
+        _forget_connections(app)
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=60) as worker:
+            yield worker
+    finally:
+        app.conf.broker_transport_options = saved
+        _forget_connections(app)
+
+
+def _forget_connections(app) -> None:
+    """Producers keep their connection, and its queue folder, across tests: drop them."""
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None

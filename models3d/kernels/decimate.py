@@ -271,7 +271,7 @@ def decimate(mesh: Mesh, ratio: float | None = None, count: int | None = None) -
     if ratio is not None:
         if not 0.0 < float(ratio) <= 1.0:
             raise InvalidInput(f"ratio must be in (0, 1], got {ratio!r}")
-        target = int(round(n_faces * float(ratio)))
+        target = round(n_faces * float(ratio))
     else:
         if not isinstance(count, (int, np.integer)) or count < 0:
             raise InvalidInput(f"count must be a non-negative integer, got {count!r}")

@@ -214,7 +214,7 @@ def _emit(vol, iso, dz, dy, dx, xpos, xstart, xcount, tri_count, tri_edges,
     xoff, yoff, zoff (nz + 2, ny + 2) int64 first vertex id of each row's x/y/z edges;
     toff (nz + 1, ny + 1) int64 first triangle of each cell row.
     """
-    nz, ny, nx = vol.shape
+    nz, _ny, nx = vol.shape
     for kk in prange(nz + 1):
         ids = np.empty(12, np.int64)
         segs = np.empty((4 * nx + 8, 3), np.int64)
@@ -233,9 +233,11 @@ def _threshold(volume: np.ndarray, iso: float) -> int | float:
 def check_volume(volume: Volume, spacing: Spacing) -> tuple[np.ndarray, tuple[float, float, float]]:
     """Validate a volume and its spacing; return a C-contiguous view and float spacing."""
     if not isinstance(volume, np.ndarray) or volume.ndim != 3:
-        raise InvalidInput(f"volume must be a 3-D array, got {getattr(volume, 'shape', type(volume))}")
+        shape = getattr(volume, "shape", type(volume))
+        raise InvalidInput(f"volume must be a 3-D array, got {shape}")
     if volume.dtype not in [np.dtype(d) for d in SUPPORTED_DTYPES]:
-        raise InvalidInput(f"volume dtype must be uint8, int16, uint16 or float32, got {volume.dtype}")
+        raise InvalidInput(
+            f"volume dtype must be uint8, int16, uint16 or float32, got {volume.dtype}")
     try:
         dz, dy, dx = (float(s) for s in spacing)
     except (TypeError, ValueError) as exc:
@@ -281,7 +283,7 @@ def isosurface(volume: Volume, iso: float, spacing: Spacing, threads: int | None
         return empty_mesh()
     thr = _threshold(vol, float(iso))
     thr = np.int64(thr) if isinstance(thr, int) else np.float64(thr)
-    with numba_threads(threads):
+    with numba_threads(threads, chunk=4):
         xcount = np.zeros((nz + 2, ny + 2), np.int64)
         _count_row_crossings(vol, thr, xcount)
         xstart = (np.cumsum(xcount.ravel()) - xcount.ravel()).reshape(xcount.shape)

@@ -68,12 +68,19 @@ def check_threads(threads: int | None) -> int:
 
 
 @contextlib.contextmanager
-def numba_threads(threads: int | None) -> Iterator[None]:
-    """Run the body with ``threads`` Numba threads, restoring the count after."""
+def numba_threads(threads: int | None, chunk: int = 0) -> Iterator[None]:
+    """Run the body with ``threads`` Numba threads, restoring the count after.
+
+    ``chunk`` > 0 hands ``prange`` iterations out in chunks of that size on demand
+    instead of one static block per thread, so a thread that the OS preempts (the
+    machine is shared) does not hold the others up at every barrier.
+    """
     wanted = check_threads(threads)
     previous = numba.get_num_threads()
     numba.set_num_threads(wanted)
+    previous_chunk = numba.set_parallel_chunksize(chunk)
     try:
         yield
     finally:
+        numba.set_parallel_chunksize(previous_chunk)
         numba.set_num_threads(previous)

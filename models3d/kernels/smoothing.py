@@ -28,7 +28,7 @@ WINDOWS = ("hamming", "nuttall")
 
 @njit(**NJIT)
 def _doubled_adjacency(faces, n_vertices):
-    """CSR of every half-edge in both directions: (V+1,) int64 offsets, (6F,) int64 ids."""
+    """CSR of every half-edge in both directions: (V+1,) int64 offsets, (6F,) int32 ids."""
     deg = np.zeros(n_vertices + 1, np.int64)
     for f in range(faces.shape[0]):
         for m in range(3):
@@ -36,7 +36,7 @@ def _doubled_adjacency(faces, n_vertices):
     for v in range(n_vertices):
         deg[v + 1] += deg[v]
     fill = deg[:-1].copy()
-    nbr = np.empty(deg[-1], np.int64)
+    nbr = np.empty(deg[-1], np.int32)
     for f in range(faces.shape[0]):
         for m in range(3):
             a, b = faces[f, m], faces[f, (m + 1) % 3]
@@ -93,7 +93,9 @@ def _compact(start, nbr, count):
     return off, out
 
 
-def vertex_adjacency(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def vertex_adjacency(
+    faces: np.ndarray, n_vertices: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Edge neighbours of every vertex.
 
     Returns
@@ -112,7 +114,7 @@ def vertex_adjacency(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np
 
 @njit(**NJIT_PARALLEL)
 def _first_step(off, nbr, fixed, x, out, acc, c0, c1):
-    """out = W x and acc = c0 x + c1 W x, all (V, 3) float64; fixed/isolated keep x."""
+    """out = W x and acc = c0 x + c1 W x, all (V, 3) float32; fixed/isolated keep x."""
     for v in prange(x.shape[0]):
         s, e = off[v], off[v + 1]
         if fixed[v] or e == s:
@@ -133,16 +135,16 @@ def _first_step(off, nbr, fixed, x, out, acc, c0, c1):
 
 
 @njit(**NJIT_PARALLEL)
-def _to_float32(acc, centre, out):
-    """out (V, 3) float32 = acc (V, 3) float64 + centre (3,)."""
+def _to_float32(acc, centre, fixed, original, out):
+    """out (V, 3) float32 = acc (V, 3) float32 + centre (3,); fixed vertices copied exactly."""
     for v in prange(acc.shape[0]):
         for d in range(3):
-            out[v, d] = acc[v, d] + centre[d]
+            out[v, d] = original[v, d] if fixed[v] else acc[v, d] + centre[d]
 
 
 @njit(**NJIT_PARALLEL)
 def _chebyshev_step(off, nbr, fixed, prev, cur, nxt, acc, coef):
-    """nxt = 2 W cur - prev; acc += coef * nxt (all (V, 3) float64)."""
+    """nxt = 2 W cur - prev; acc += coef * nxt (all (V, 3) float32, sums in float64)."""
     for v in prange(cur.shape[0]):
         s, e = off[v], off[v + 1]
         if fixed[v] or e == s:
@@ -244,10 +246,12 @@ def smooth(mesh: Mesh, iterations: int = SMOOTH_ITERATIONS, passband: float = SM
     if len(mesh.faces) == 0:
         return mesh
     coef = sinc_coefficients(int(iterations), float(passband), window)
-    with numba_threads(threads):
+    with numba_threads(threads, chunk=8192):
         off, nbr, boundary = vertex_adjacency(mesh.faces, len(mesh.vertices))
         centre = mesh.vertices.mean(axis=0, dtype=np.float64)
-        prev = mesh.vertices - centre  # float64: the recurrence runs in double
+        # float32 state about the centre (half the memory traffic of float64); each
+        # vertex's neighbour sums are formed in float64.
+        prev = (mesh.vertices - centre).astype(np.float32)
         cur = np.empty_like(prev)
         acc = np.empty_like(prev)
         _first_step(off, nbr, boundary, prev, cur, acc, float(coef[0]), float(coef[1]))
@@ -256,5 +260,5 @@ def smooth(mesh: Mesh, iterations: int = SMOOTH_ITERATIONS, passband: float = SM
             _chebyshev_step(off, nbr, boundary, prev, cur, nxt, acc, float(coef[n]))
             prev, cur, nxt = cur, nxt, prev
         out = np.empty(mesh.vertices.shape, np.float32)
-        _to_float32(acc, centre, out)
+        _to_float32(acc, centre, boundary, mesh.vertices, out)
     return Mesh(out, mesh.faces)

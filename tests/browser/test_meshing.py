@@ -13,11 +13,11 @@ import pytest
 
 from archive.models import Study, Visibility
 from models3d.models import Mesh
-from tests.integration.models3d.conftest import (  # noqa: F401 - celery_worker is a fixture
+from tests.integration.models3d.conftest import (
     CURATOR,
     RADIUS_MM,
     SPACING_MM,
-    celery_worker,
+    running_worker,
     sphere_datasets,
     sphere_volume_mm3,
     store_series,
@@ -32,6 +32,12 @@ def three_installed():
 
     if not three_installed():
         pytest.skip("three.js is not in frontend/static/vendor/three/: see docs/meshing-jobs.md (npm ci, then copy)")
+
+
+@pytest.fixture
+def celery_worker(tmp_path):
+    with running_worker(tmp_path) as worker:
+        yield worker
 
 
 @pytest.fixture

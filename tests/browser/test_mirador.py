@@ -120,7 +120,7 @@ def test_collection_then_wsi_and_ct_manifests(live_server, chromium, archive, re
         " && e.name.endsWith('default.jpg'))",
         what="the first slide tiles",
     )
-    level0 = lambda: [r for r in rendered if r[0] == WSI_SIZE[0] and r[1][2] == TILE and r[2][0] == TILE]  # noqa: E731
+    level0 = lambda: [r for r in rendered if r[0] == WSI_SIZE[0] and r[1][2] == TILE and r[2][0] == TILE]
     assert not level0(), "the whole-slide overview should not need full-resolution tiles"
     window_id = chromium.run("return Object.keys(window.vitrineViewer.store.getState().windows)[0];")
     assert zoom_until(chromium, window_id, (WSI_SIZE[0] / 2, WSI_SIZE[1] / 2), lambda: len(level0()) >= 4), (
@@ -133,7 +133,7 @@ def test_collection_then_wsi_and_ct_manifests(live_server, chromium, archive, re
     # 3. A CT study: one canvas per slice; a 512 px slice is one level-0 tile.
     chromium.open(viewer_url(live_server, manifest=f"{root}/iiif/presentation/studies/{ct[0].StudyInstanceUID}/manifest"))
     wait_for_mirador(chromium)
-    ct_full = lambda: [r for r in rendered if r[0] == 512 and r[1][2] == 512 and r[2][0] == 512]  # noqa: E731
+    ct_full = lambda: [r for r in rendered if r[0] == 512 and r[1][2] == 512 and r[2][0] == 512]
     window_id = chromium.run("return Object.keys(window.vitrineViewer.store.getState().windows)[0];")
     assert zoom_until(chromium, window_id, (256, 256), lambda: bool(ct_full())), (
         f"the CT slice was not served at full resolution; the last renders: {rendered[-10:]}"

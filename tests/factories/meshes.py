@@ -21,20 +21,19 @@ def octasphere_mesh(subdivisions: int = 3, radius_mm: float = 1.0) -> Mesh:
     v = [np.array(p, np.float64) for p in
          ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1))]
     faces = [(0, 2, 4), (2, 1, 4), (1, 3, 4), (3, 0, 4), (2, 0, 5), (1, 2, 5), (3, 1, 5), (0, 3, 5)]
+    def middle(a: int, b: int, mid: dict[tuple[int, int], int]) -> int:
+        key = (min(a, b), max(a, b))
+        if key not in mid:
+            p = v[a] + v[b]
+            v.append(p / np.linalg.norm(p))
+            mid[key] = len(v) - 1
+        return mid[key]
+
     for _ in range(subdivisions):
         mid: dict[tuple[int, int], int] = {}
-
-        def middle(a: int, b: int) -> int:
-            key = (min(a, b), max(a, b))
-            if key not in mid:
-                p = v[a] + v[b]
-                v.append(p / np.linalg.norm(p))
-                mid[key] = len(v) - 1
-            return mid[key]
-
         new = []
         for a, b, c in faces:
-            ab, bc, ca = middle(a, b), middle(b, c), middle(c, a)
+            ab, bc, ca = middle(a, b, mid), middle(b, c, mid), middle(c, a, mid)
             new += [(a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca)]
         faces = new
     verts = np.array(v) * radius_mm

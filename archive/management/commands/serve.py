@@ -32,7 +32,7 @@ class Command(BaseCommand):
             "dicom": [sys.executable, "manage.py", "dicomscp"],
         }
         if not options["no_worker"]:
-            for key in ("data_folder_in", "processed_folder"):
+            for key in ("data_folder_in", "processed_folder", "control_folder"):
                 folder = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get(key)
                 if folder:
                     Path(folder).mkdir(parents=True, exist_ok=True)

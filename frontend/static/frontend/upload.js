@@ -67,6 +67,9 @@
     addFiles(e.dataTransfer.files);
   });
   input.addEventListener("change", function () { addFiles(input.files); input.value = ""; });
+  // A file dropped beside the zone must not replace the page with itself.
+  window.addEventListener("dragover", function (e) { e.preventDefault(); });
+  window.addEventListener("drop", function (e) { e.preventDefault(); });
 
   // --- tus ----------------------------------------------------------------------------
 

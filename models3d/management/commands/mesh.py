@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -55,7 +56,9 @@ class Command(BaseCommand):
         what.add_argument("--band", type=float, nargs=2, metavar=("LOW", "HIGH"), help="HU band, inclusive")
         what.add_argument("--otsu", action="store_true", help="Otsu's threshold of the whole volume")
         what.add_argument("--mask", metavar="SERIES_UID", help="a SEG or RTSTRUCT series of the same study")
-        parser.add_argument("--labels", nargs="+", default=[], help="with --mask: segment numbers or ROI names")
+        what.add_argument("--nifti", metavar="PATH", help="a NIfTI-1 label map (.nii/.nii.gz) over the series")
+        parser.add_argument("--labels", nargs="+", default=[],
+                            help="with --mask or --nifti: segment/ROI numbers or names, label values")
         parser.add_argument("--target-triangles", type=int, metavar="N", help="decimate to at most N triangles")
         parser.add_argument("--smooth-iterations", type=int, default=None, metavar="N")
         parser.add_argument("--passband", type=float, default=None)
@@ -72,7 +75,7 @@ class Command(BaseCommand):
         raw = {
             "preset": options["preset"], "threshold_hu": options["threshold"],
             "band_hu": options["band"], "otsu": options["otsu"] or None,
-            "mask": {"series_uid": options["mask"], "labels": options["labels"]} if options["mask"] else None,
+            "mask": self._mask(options),
             "target_triangles": options["target_triangles"], "smooth_iterations": options["smooth_iterations"],
             "smooth_passband": options["passband"], "outputs": ["stl", "obj"] if options["obj"] else ["stl"],
             "crop": options["crop"], "downsample": options["downsample"],
@@ -80,7 +83,7 @@ class Command(BaseCommand):
         }
         try:
             params = services.canonical_params({k: v for k, v in raw.items() if v is not None})
-            job, queued = services.request_job(series, params)
+            job, _queued = services.request_job(series, params)
         except ArchiveError as exc:
             raise CommandError(exc.detail) from None
         if job.state == MeshJob.State.RUNNING:
@@ -96,6 +99,16 @@ class Command(BaseCommand):
         if job.state != MeshJob.State.DONE:
             raise CommandError(f"mesh job {job.pk} {job.state}: {job.error}")
         self._report(job, options["json"])
+
+    def _mask(self, options) -> dict | None:
+        if options["mask"]:
+            return {"series_uid": options["mask"], "labels": options["labels"]}
+        if options["nifti"]:
+            path = Path(options["nifti"]).resolve()
+            if not path.is_file():
+                raise CommandError(f"no file {path}")
+            return {"nifti_path": str(path), "nifti_sha256": services.file_sha256(path), "labels": options["labels"]}
+        return None
 
     def _report(self, job: MeshJob, as_json: bool) -> None:
         meshes = list(job.meshes.select_related("stl_instance", "obj_instance"))

@@ -36,27 +36,17 @@ def test_verify_reports_mismatch_missing_and_orphans(archive_storage):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_fixity_check_runs_on_a_real_worker(client, curator, tmp_path):
+def test_fixity_check_runs_on_a_real_worker(client, curator, job_worker):
     """Queued through the API, run by a Celery worker over the configured broker
     (the filesystem transport by default, Redis in the scaled run)."""
-    from celery.contrib.testing.worker import start_worker
-
-    from archive.celery import app
-
     for ds in ct_series(2):
         store(ds)
-    if app.conf.broker_url.startswith("filesystem"):
-        # A queue folder of this test's own, not the one ./var/ gives `make run`.
-        queue = tmp_path / "queue"
-        queue.mkdir()
-        app.conf.broker_transport_options = {"data_folder_in": str(queue), "data_folder_out": str(queue)}
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
-        response = client.post("/api/fixity-checks", {}, content_type="application/json", **basic("curator", "curator-pass-1"))
-        assert response.status_code == 201, response.content
-        check_id = response.json()["id"]
-        deadline = time.monotonic() + 60
-        while FixityCheck.objects.get(pk=check_id).state not in ("done", "failed") and time.monotonic() < deadline:
-            time.sleep(0.2)
+    response = client.post("/api/fixity-checks", {}, content_type="application/json", **basic("curator", "curator-pass-1"))
+    assert response.status_code == 201, response.content
+    check_id = response.json()["id"]
+    deadline = time.monotonic() + 60
+    while FixityCheck.objects.get(pk=check_id).state not in ("done", "failed") and time.monotonic() < deadline:
+        time.sleep(0.2)
     check = FixityCheck.objects.get(pk=check_id)
     assert check.state == "done", check.error
     assert check.report["ok"] and check.report["checked"] == Instance.objects.count() == 2

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from archive.models import Study
+from tests.factories.wsi import build_wsi_series
 
 from .conftest import basic, store_path
-from tests.factories.wsi import build_wsi_series
 
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
 from archive import frames
 from iiif import services
@@ -291,3 +291,26 @@ def test_upscaling_max_fills_the_published_max_area(client, validator_image):
     assert client.get(f"/iiif/3/{validator_image.SOPInstanceUID}/full/max/0/default.jpg").status_code == 200
     too_big = client.get(f"/iiif/3/{validator_image.SOPInstanceUID}/full/^5000,5000/0/default.jpg")
     assert too_big.status_code == 400
+
+
+def test_rendered_images_are_kept_but_stored_tiles_are_not(client, wsi, monkeypatch):
+    from iiif import views
+
+    calls = []
+    original = views.render_image
+    monkeypatch.setattr(views, "render_image", lambda s, r: calls.append(r.canonical_path) or original(s, r))
+    thumbnail = f"/iiif/3/{wsi.series_uid}/full/200,/0/default.jpg"
+    first = client.get(thumbnail)
+    second = client.get(thumbnail)
+    assert first.content == second.content and len(calls) == 1
+    edge = f"/iiif/3/{wsi.series_uid}/768,512,232,188/232,/0/default.jpg"
+    assert client.get(edge).content == client.get(edge).content and len(calls) == 2
+    whole = f"/iiif/3/{wsi.series_uid}/0,0,256,256/256,/0/default.jpg"
+    assert client.get(whole).content == client.get(whole).content == wsi.frames[0][0]
+    assert len(calls) == 4  # read from storage each time
+
+
+def test_each_window_has_its_own_cached_rendering(client, ct):
+    uid = ct[0].SOPInstanceUID
+    answers = [client.get(f"/iiif/3/{uid}{w}/full/max/0/default.png").content for w in ("~lung", "~bone", "~lung")]
+    assert answers[0] != answers[1] and answers[0] == answers[2]

@@ -66,31 +66,5 @@ NOTHING = {"files": [], "rows": {}}
 
 
 @pytest.fixture
-def ingest_worker(tmp_path):
-    """A real Celery worker over the configured broker, with this test's own queue folder."""
-    from celery.contrib.testing.worker import start_worker
-
-    from archive.celery import app
-
-    saved = app.conf.broker_transport_options
-    if app.conf.broker_url.startswith("filesystem"):
-        queue = tmp_path / "queue"
-        queue.mkdir()
-        # The control folder too: kombu's default is ./control, inside the checkout.
-        app.conf.broker_transport_options = {"data_folder_in": str(queue), "data_folder_out": str(queue),
-                                             "control_folder": str(tmp_path / "control")}
-        _forget_connections(app)
-    try:
-        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30) as worker:
-            yield worker
-    finally:
-        app.conf.broker_transport_options = saved
-        _forget_connections(app)
-
-
-def _forget_connections(app) -> None:
-    """Producers keep their connection, and its queue folder, across tests: drop them."""
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-    app.amqp._producer_pool = None
+def ingest_worker(job_worker):
+    return job_worker

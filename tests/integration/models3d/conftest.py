@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,25 +74,31 @@ def curator_auth(curator):
     return basic(*CURATOR)
 
 
-@pytest.fixture
-def celery_worker(tmp_path):
-    """A real Celery worker (solo pool, in this process) on a queue folder of this test's own."""
+@contextmanager
+def running_worker(folder: Path):
+    """A real Celery worker (solo pool, a thread of this process) on a queue folder of its own."""
     from celery.contrib.testing.worker import start_worker
 
     from archive.celery import app
 
     if app.conf.broker_url.startswith("filesystem"):
-        queue = tmp_path / "queue"
+        queue = folder / "queue"
         queue.mkdir()
         # The control folder too: the transport's default is ./control in the checkout.
         app.conf.broker_transport_options = {"data_folder_in": str(queue), "data_folder_out": str(queue),
-                                             "control_folder": str(tmp_path / "control")}
+                                             "control_folder": str(folder / "control")}
         _drop_connections(app)  # producers made for an earlier test's folder must not be reused
     try:
         with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=60) as worker:
             yield worker
     finally:
         _drop_connections(app)
+
+
+@pytest.fixture
+def celery_worker(tmp_path):
+    with running_worker(tmp_path) as worker:
+        yield worker
 
 
 def _drop_connections(app) -> None:

@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
 from archive.models import Series
 from models3d import masks, services, volumes
@@ -21,7 +21,14 @@ from models3d.models import Mesh
 from tests.factories.datasets import uid
 from tests.integration.dicomweb.conftest import store
 
-from .conftest import CENTRE_MM, RADIUS_MM, sphere_datasets, sphere_hu, sphere_volume_mm3, store_series
+from .conftest import (
+    CENTRE_MM,
+    RADIUS_MM,
+    sphere_datasets,
+    sphere_hu,
+    sphere_volume_mm3,
+    store_series,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -138,8 +145,8 @@ def test_rtstruct_contours_are_filled_with_holes():
     store(rt)
     series = Series.objects.get(series_uid=ct[0].SeriesInstanceUID)
     geometry = volumes.plan_volume(services.series_slices(series))
-    from archive.storage import get_storage
     from archive.models import Instance
+    from archive.storage import get_storage
 
     path = get_storage().path(Instance.objects.get(sop_uid=rt.SOPInstanceUID).path)
     found = dict(masks.read_rtstruct_masks(path, geometry))
@@ -163,3 +170,29 @@ def test_a_mask_series_of_another_study_is_refused():
     with pytest.raises(CommandError, match="not a series of study"):
         call_command("mesh", ct[0].SeriesInstanceUID, "--mask", elsewhere[0].SeriesInstanceUID,
                      stdout=StringIO(), stderr=StringIO())
+
+
+@pytest.mark.django_db
+def test_nifti_label_map_from_the_cli(tmp_path):
+    from tests.factories.files import nifti_bytes
+
+    ct = store_series(sphere_datasets(study_uid=uid(), patient_id="NII-1"))
+    hu = sphere_hu(len(ct), ct[0].Rows)
+    labels = np.zeros(hu.shape, np.uint8)  # [z, y, x] on the CT grid
+    labels[hu > 0] = 3
+    z0, z1, y0, y1, x0, x1 = BOX
+    labels[z0:z1, y0:y1, x0:x1] = 5
+    # NIfTI voxel (i, j, k) = CT (column, row, slice); RAS = LPS with x and y negated.
+    affine = np.diag([-0.5, -0.5, 1.0, 1.0])
+    path = tmp_path / "labels.nii"
+    path.write_bytes(nifti_bytes(np.ascontiguousarray(labels.transpose(2, 1, 0)), affine=affine))
+    out = StringIO()
+    call_command("mesh", ct[0].SeriesInstanceUID, "--nifti", str(path), "--smooth-iterations", "0",
+                 "--json", stdout=out, stderr=StringIO())
+    meshes = {m["label"]: m for m in json.loads(out.getvalue())["meshes"]}
+    assert sorted(meshes) == ["3", "5"]
+    assert meshes["5"]["volume_mm3"] == pytest.approx((z1 - z0) * (y1 - y0) * 0.5 * (x1 - x0) * 0.5, rel=0.15)
+    # An empty label map: a clean failure, no model.
+    path.write_bytes(nifti_bytes(np.zeros((32, 32, 24), np.uint8), affine=affine))
+    with pytest.raises(CommandError, match="no label with voxels"):
+        call_command("mesh", ct[0].SeriesInstanceUID, "--nifti", str(path), stdout=StringIO(), stderr=StringIO())

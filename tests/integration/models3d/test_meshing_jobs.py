@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import json
 import threading
-from pathlib import Path
 from io import StringIO
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -304,3 +304,15 @@ def test_cli_meshes_with_a_preset_and_a_triangle_budget(sphere_series):
         call_command("mesh", "1.2.3", "--preset", "bone", stdout=StringIO(), stderr=StringIO())
     with pytest.raises(CommandError, match="nothing to mesh"):
         call_command("mesh", uid, "--threshold", "4000", stdout=StringIO(), stderr=StringIO())
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("what", [["--band", "0", "2000"], ["--threshold", "0", "--keep-largest"], ["--otsu"]])
+def test_triangle_budget_holds_on_every_path(sphere_series, what):
+    """A level is counted ahead and decimated inside the pipeline; bands and component
+    filters are decimated after it. Both end within the budget, closed."""
+    call_command("mesh", sphere_series[0].SeriesInstanceUID, *what, "--target-triangles", "300",
+                 stdout=StringIO(), stderr=StringIO())
+    mesh = Mesh.objects.get()
+    assert 200 <= mesh.triangles <= 300 and mesh.watertight
+    assert mesh.volume_mm3 == pytest.approx(sphere_volume_mm3(), rel=0.1)

@@ -78,8 +78,8 @@ def test_count_above_input_is_a_no_op(sphere):
     assert len(decimate(sphere, count=10**9).faces) == len(sphere.faces)
 
 
-@pytest.mark.parametrize("kwargs", [dict(), dict(ratio=0.5, count=10), dict(ratio=0.0),
-                                    dict(ratio=1.5), dict(count=-1)])
+@pytest.mark.parametrize("kwargs", [{}, {"ratio": 0.5, "count": 10}, {"ratio": 0.0},
+                                    {"ratio": 1.5}, {"count": -1}])
 def test_rejects_bad_targets(sphere, kwargs):
     with pytest.raises(InvalidInput):
         decimate(sphere, **kwargs)

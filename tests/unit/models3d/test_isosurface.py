@@ -12,7 +12,10 @@ from archive.errors import InvalidInput
 from models3d import measure
 from models3d.kernels import Mesh, isosurface, to_patient_space
 from tests.factories.volumes import (
-    box_volume, integer_sphere_volume, random_volume, sphere_volume,
+    box_volume,
+    integer_sphere_volume,
+    random_volume,
+    sphere_volume,
 )
 from tests.reference import isosurface as reference
 from tests.unit.models3d.conftest import needs_jit
@@ -174,12 +177,12 @@ def test_random_volumes_are_watertight_consistent_and_non_negative(seed, high, d
 
 
 @pytest.mark.parametrize("bad", [
-    dict(volume=np.zeros((3, 3)), iso=0.0, spacing=(1, 1, 1)),
-    dict(volume=np.zeros((3, 3, 3), np.float64), iso=0.0, spacing=(1, 1, 1)),
-    dict(volume=np.zeros((3, 3, 3), np.uint8), iso=0.0, spacing=(1, 0, 1)),
-    dict(volume=np.zeros((3, 3, 3), np.uint8), iso=np.nan, spacing=(1, 1, 1)),
-    dict(volume=np.full((3, 3, 3), np.nan, np.float32), iso=0.0, spacing=(1, 1, 1)),
-    dict(volume=np.zeros((3, 3, 3), np.uint8), iso=0.0, spacing=(1, 1, 1), threads=0),
+    {"volume": np.zeros((3, 3)), "iso": 0.0, "spacing": (1, 1, 1)},
+    {"volume": np.zeros((3, 3, 3), np.float64), "iso": 0.0, "spacing": (1, 1, 1)},
+    {"volume": np.zeros((3, 3, 3), np.uint8), "iso": 0.0, "spacing": (1, 0, 1)},
+    {"volume": np.zeros((3, 3, 3), np.uint8), "iso": np.nan, "spacing": (1, 1, 1)},
+    {"volume": np.full((3, 3, 3), np.nan, np.float32), "iso": 0.0, "spacing": (1, 1, 1)},
+    {"volume": np.zeros((3, 3, 3), np.uint8), "iso": 0.0, "spacing": (1, 1, 1), "threads": 0},
 ])
 def test_rejects_bad_input(bad):
     with pytest.raises(InvalidInput):

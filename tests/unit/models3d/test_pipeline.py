@@ -9,7 +9,11 @@ from archive.errors import InvalidInput
 from models3d import measure
 from models3d.kernels import isosurface
 from models3d.pipeline import (
-    HU_PRESETS, MeshParams, crop_and_downsample, mesh_volume, otsu_threshold,
+    HU_PRESETS,
+    MeshParams,
+    crop_and_downsample,
+    mesh_volume,
+    otsu_threshold,
 )
 from tests.factories.volumes import porous_volume, sphere_volume, torso_volume
 
@@ -33,7 +37,7 @@ def test_soft_tissue_band_is_a_two_threshold_mask():
     data[2:8, 2:8, 2:8] = 100  # soft tissue
     data[4:6, 4:6, 4:6] = 900  # bone inside it: outside the band, a cavity
     params = MeshParams(preset="soft_tissue", smooth_iterations=0)
-    mesh, m = mesh_volume(data, (1.0, 1.0, 1.0), params)
+    _mesh, m = mesh_volume(data, (1.0, 1.0, 1.0), params)
     assert m.n_components == 2 and m.watertight
     # The band's solid is "at least -300 HU" minus "above 200 HU", both as 0/1 masks.
     low = isosurface((data >= -300).astype(np.uint8), 0.5, (1, 1, 1))
@@ -60,8 +64,8 @@ def test_crop_keeps_the_original_frame():
 
 def test_downsample_roughly_keeps_volume_and_frame():
     vol = sphere_volume((40, 40, 40))
-    full, m_full = mesh_volume(vol.data, vol.spacing_mm, MeshParams(iso=0.0, smooth_iterations=0))
-    half, m_half = mesh_volume(vol.data, vol.spacing_mm,
+    _full, m_full = mesh_volume(vol.data, vol.spacing_mm, MeshParams(iso=0.0, smooth_iterations=0))
+    _half, m_half = mesh_volume(vol.data, vol.spacing_mm,
                                MeshParams(iso=0.0, smooth_iterations=0, downsample=2))
     assert m_half.volume_mm3 == pytest.approx(m_full.volume_mm3, rel=0.03)
     centre = (np.array(m_half.bbox_min_mm) + np.array(m_half.bbox_max_mm)) / 2
@@ -74,7 +78,7 @@ def test_keep_largest_and_islands():
     data = np.zeros((20, 20, 20), np.uint8)
     data[2:12, 2:12, 2:12] = 1
     data[15, 15, 15] = 1
-    p = dict(iso=0.5, smooth_iterations=0)
+    p = {"iso": 0.5, "smooth_iterations": 0}
     _, m = mesh_volume(data, (1, 1, 1), MeshParams(**p))
     assert m.n_components == 2
     _, m = mesh_volume(data, (1, 1, 1), MeshParams(**p, keep_largest=True))

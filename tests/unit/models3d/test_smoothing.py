@@ -75,8 +75,8 @@ def test_boundary_vertices_stay_put():
     assert not np.allclose(out.vertices[~boundary], bumpy.vertices[~boundary])
 
 
-@pytest.mark.parametrize("kwargs", [dict(iterations=0), dict(passband=0.0),
-                                    dict(passband=2.0), dict(window="boxcar")])
+@pytest.mark.parametrize("kwargs", [{"iterations": 0}, {"passband": 0.0},
+                                    {"passband": 2.0}, {"window": "boxcar"}])
 def test_rejects_bad_parameters(kwargs):
     with pytest.raises(InvalidInput):
         smooth(octasphere_mesh(1), **kwargs)
