@@ -176,6 +176,8 @@ class _BatchIndex:
     def study_for(self, entry: IndexEntry) -> Study:
         study = self.studies.get(entry.study_uid)
         if study is None:
+            study = Study.objects.select_related("patient").filter(study_uid=entry.study_uid).first()
+        if study is None:
             patient, _ = Patient.objects.get_or_create(
                 patient_id=entry.patient["patient_id"], issuer=entry.patient["issuer"],
                 defaults={k: entry.patient[k] for k in ("patient_name", "birth_date", "sex")},
@@ -185,7 +187,7 @@ class _BatchIndex:
                 defaults={**entry.study, "patient": patient, "owner": self.owner,
                           "visibility": self.visibility or Visibility.PRIVATE},
             )
-            self.studies[entry.study_uid] = study
+        self.studies[entry.study_uid] = study
         if (study.patient.patient_id, study.patient.issuer) != (entry.patient["patient_id"], entry.patient["issuer"]):
             raise InvalidInput(
                 f"study {entry.study_uid} belongs to patient {study.patient.patient_id!r}, "
@@ -216,14 +218,13 @@ class _BatchIndex:
             new_series = sum(1 for s, c in series_here if c and self.added.get(s.pk))
             if not added:
                 continue
-            current = Study.objects.values_list("modalities", flat=True).get(pk=study.pk)
-            modalities = [m for m in current.split("\\") if m]
-            modalities += sorted(self.modalities.get(study.pk, set()) - set(modalities))
-            Study.objects.filter(pk=study.pk).update(
-                num_instances=F("num_instances") + added,
-                num_series=F("num_series") + new_series,
-                modalities="\\".join(modalities),
-            )
+            update = {"num_instances": F("num_instances") + added, "num_series": F("num_series") + new_series}
+            if self.modalities.get(study.pk, set()) - set(study.modalities.split("\\")):
+                # A modality new to the study: merge with the row as it is now.
+                current = Study.objects.select_for_update().values_list("modalities", flat=True).get(pk=study.pk)
+                modalities = [m for m in current.split("\\") if m]
+                update["modalities"] = "\\".join(modalities + sorted(self.modalities[study.pk] - set(modalities)))
+            Study.objects.filter(pk=study.pk).update(**update)
 
 
 def _index_one(item: _Item, index: _BatchIndex) -> None:

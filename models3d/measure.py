@@ -199,6 +199,7 @@ def measure_mesh(mesh: Mesh) -> MeshMeasurements:
     return MeshMeasurements(
         n_vertices=len(mesh.vertices), n_faces=len(mesh.faces), n_components=n,
         volume_mm3=volume_mm3(mesh), area_mm2=area_mm2(mesh),
-        bbox_min_mm=tuple(float(x) for x in lo), bbox_max_mm=tuple(float(x) for x in hi),
+        bbox_min_mm=(float(lo[0]), float(lo[1]), float(lo[2])),
+        bbox_max_mm=(float(hi[0]), float(hi[1]), float(hi[2])),
         watertight=is_watertight(mesh), euler_characteristic=euler_characteristic(mesh),
     )

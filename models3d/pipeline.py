@@ -146,7 +146,7 @@ def _surface_input(volume: np.ndarray, params: MeshParams) -> tuple[np.ndarray, 
         for k in range(volume.shape[0]):
             mask[k] = (volume[k] >= low) & (volume[k] <= high)
         return mask, 0.5
-    if params.otsu:
+    if params.otsu or params.iso is None:
         return volume, otsu_threshold(volume)
     return volume, float(params.iso)
 

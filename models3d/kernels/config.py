@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 #: Keyword arguments for every ``@njit``: cached to disk so that only the first
 #: run after an install pays the compile time. No ``fastmath``: the kernels must
 #: give the same result with and without ``NUMBA_DISABLE_JIT=1``.
-NJIT = {"cache": True, "nogil": True}
+NJIT: dict[str, Any] = {"cache": True, "nogil": True}
 #: As ``NJIT`` for the kernels that run ``prange`` loops over slabs or vertices.
-NJIT_PARALLEL = {"cache": True, "nogil": True, "parallel": True}
+NJIT_PARALLEL: dict[str, Any] = {"cache": True, "nogil": True, "parallel": True}
 
 #: Edge-crossing parameters are clamped into ``[T_CLAMP, 1 - T_CLAMP]`` (in voxel
 #: units along the edge). A voxel exactly at the iso value is treated as lying a

@@ -281,8 +281,8 @@ def isosurface(volume: Volume, iso: float, spacing: Spacing, threads: int | None
     nz, ny, nx = vol.shape
     if vol.size == 0:
         return empty_mesh()
-    thr = _threshold(vol, float(iso))
-    thr = np.int64(thr) if isinstance(thr, int) else np.float64(thr)
+    level = _threshold(vol, float(iso))
+    thr = np.int64(level) if isinstance(level, int) else np.float64(level)
     with numba_threads(threads, chunk=4):
         xcount = np.zeros((nz + 2, ny + 2), np.int64)
         _count_row_crossings(vol, thr, xcount)

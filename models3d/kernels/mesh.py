@@ -59,7 +59,7 @@ def check_mesh(mesh: Mesh, name: str = "mesh") -> Mesh:
 
 def check_threads(threads: int | None) -> int:
     """Return the thread count to use: ``threads`` or all of Numba's threads."""
-    available = numba.config.NUMBA_NUM_THREADS
+    available = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
     if threads is None:
         return int(available)
     if not isinstance(threads, (int, np.integer)) or threads < 1:
