@@ -3,6 +3,8 @@ PY := .venv/bin/python
 PIP := .venv/bin/pip --disable-pip-version-check -q
 RUNTIME := .venv/.installed-runtime
 TESTING := .venv/.installed-test
+# The browser code (Mirador, three.js) from the npm registry, bundled and served by Vitrine.
+FRONTEND := frontend/static/vendor/.built
 
 .PHONY: run test test-unit test-scaled system-packages bench clean
 
@@ -15,7 +17,11 @@ $(TESTING): $(RUNTIME) requirements-test.txt
 	$(PIP) install -r requirements-test.txt
 	touch $@
 
-run: $(RUNTIME)
+$(FRONTEND): frontend/package.json frontend/package-lock.json frontend/build.sh $(wildcard frontend/src/*)
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error && sh build.sh
+	touch $@
+
+run: $(RUNTIME) $(FRONTEND)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) manage.py bootstrap
@@ -34,7 +40,7 @@ system-packages:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: $(TESTING) system-packages
+test: $(TESTING) $(FRONTEND) system-packages
 	$(PY) -m pytest -m "not scaled" -p no:cacheprovider
 	NUMBA_DISABLE_JIT=1 $(PY) -m pytest tests/unit/models3d -q -p no:cacheprovider
 	$(PY) tests/scaled.py
@@ -50,4 +56,4 @@ bench: $(TESTING)
 	$(PY) bench/bench_archive.py
 
 clean:
-	rm -rf .venv var
+	rm -rf .venv var frontend/node_modules frontend/static/vendor
