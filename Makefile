@@ -51,9 +51,16 @@ test-unit: $(TESTING)
 test-scaled: $(TESTING) system-packages
 	$(PY) tests/scaled.py
 
-bench: $(TESTING)
+bench: $(TESTING) $(FRONTEND)
 	$(PIP) install -r bench/requirements.txt
+	@command -v Orthanc >/dev/null && command -v OrthancWSIDicomizer >/dev/null && test -x /usr/lib/iipimage-server/iipsrv.fcgi && command -v lighttpd >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb orthanc-wsi iipimage-server lighttpd >/dev/null)
+	$(PY) bench/bench_dimse.py
 	$(PY) bench/bench_archive.py
+	$(PY) bench/bench_ingest.py
+	$(PY) bench/bench_iiif.py
+	$(PY) bench/bench_meshing.py
+	$(PY) bench/bench_end_to_end.py
 
 clean:
 	rm -rf .venv var frontend/node_modules frontend/static/vendor

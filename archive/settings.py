@@ -165,6 +165,12 @@ VITRINE_PUBLIC_URL = os.environ.get("VITRINE_PUBLIC_URL", "")
 # sending Basic on every request do not pay a password hash each time.
 VITRINE_BASIC_AUTH_CACHE_S = int(os.environ.get("VITRINE_BASIC_AUTH_CACHE_S", "60"))
 
+# --- IIIF ------------------------------------------------------------------------------
+VITRINE_IIIF_MAX_AREA = int(os.environ.get("VITRINE_IIIF_MAX_AREA", str(4096 * 4096)))
+VITRINE_IIIF_CACHE_BYTES = int(os.environ.get("VITRINE_IIIF_CACHE_BYTES", str(512 * 1024**2)))
+VITRINE_IIIF_RENDERED_CACHE_BYTES = int(os.environ.get("VITRINE_IIIF_RENDERED_CACHE_BYTES", str(64 * 1024**2)))
+VITRINE_IIIF_PAGE_SIZE = int(os.environ.get("VITRINE_IIIF_PAGE_SIZE", "200"))
+
 # --- Celery ----------------------------------------------------------------------------
 _BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")

@@ -229,6 +229,8 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=900.0, help="per measurement, seconds")
     ap.add_argument("--repeats", type=int, default=3, help="timing is the best of this many")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--only", choices=["isosurface", "smooth", "decimate"], action="append",
+                    help="run only these stages (repeatable); default all")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -237,27 +239,31 @@ def main() -> None:
 
     from models3d.kernels import isosurface
     from tests.factories.volumes import porous_volume, sphere_volume, torso_volume
-    from tests.reference.meshes import surface_deviation_mm
 
     n = args.size
     scale = n / 512
     scratch = Path(tempfile.mkdtemp(prefix="vitrine-bench-"))
     print(f"Vitrine meshing benchmark: {n}^3, {args.threads} threads, {os.cpu_count()} CPUs "
           f"(shared machine: other jobs may be running)")
-    workloads = {
-        "micro-CT porous uint16": porous_volume((n, n, n), period_vox=80 * scale, noise=25.0,
-                                                specimen=True),
-        "CT torso int16 @300 HU": torso_volume((n, n, n), spacing_mm=(1.25, 0.7, 0.7)),
-        "sphere float32": sphere_volume((n, n, n)),
+    workloads = {  # built one at a time: each 512**3 volume is 256-512 MB
+        "micro-CT porous uint16": lambda: porous_volume((n, n, n), period_vox=80 * scale,
+                                                        noise=25.0, specimen=True),
+        "CT torso int16 @300 HU": lambda: torso_volume((n, n, n), spacing_mm=(1.25, 0.7, 0.7)),
+        "sphere float32": lambda: sphere_volume((n, n, n)),
     }
+    stages = set(args.only or ["isosurface", "smooth", "decimate"])
+    if "isosurface" not in stages:  # the micro-CT volume is still needed for its mesh
+        workloads = {k: v for k, v in workloads.items() if k.startswith("micro-CT")}
     figures: dict = {}
     micro_mesh_path = scratch / "micro_mesh.npz"
-    for name, vol in workloads.items():
+    for name, build in workloads.items():
+        vol = build()
         path = scratch / f"{len(figures)}.npy"
         np.save(path, vol.data)
         spec = {"op": "isosurface", "input": str(path), "spacing": list(vol.spacing_mm),
                 "iso": vol.iso, "threads": args.threads, "repeats": args.repeats}
         tools = ["vitrine", "vtk"] + ([] if args.skip_skimage else ["skimage"])
+        tools = tools if "isosurface" in stages else []
         figures[f"isosurface {name}"] = {
             t: run_worker({**spec, "tool": t, "repeats": 1 if t == "skimage" else args.repeats},
                           args.timeout) for t in tools}
@@ -266,19 +272,31 @@ def main() -> None:
             np.savez(micro_mesh_path, vertices=mesh.vertices, faces=mesh.faces)
         del vol
         path.unlink()
-        workloads[name] = None
+    figures = {k: v for k, v in figures.items() if v}
     for key, res in figures.items():
         print(f"\n{key}")
         for tool, r in res.items():
             print(f"  {tool:9s} {_fmt(r)}")
 
-    spec = {"op": "smooth", "input": str(micro_mesh_path), "threads": args.threads,
-            "repeats": args.repeats}
-    figures["smooth 20 it micro-CT"] = {t: run_worker({**spec, "tool": t}, args.timeout)
-                                        for t in ("vitrine", "vtk")}
-    print("\nsmooth 20 iterations (micro-CT mesh)")
-    for tool, r in figures["smooth 20 it micro-CT"].items():
-        print(f"  {tool:9s} {_fmt(r)}")
+    if "smooth" in stages:
+        spec = {"op": "smooth", "input": str(micro_mesh_path), "threads": args.threads,
+                "repeats": args.repeats}
+        figures["smooth 20 it micro-CT"] = {t: run_worker({**spec, "tool": t}, args.timeout)
+                                            for t in ("vitrine", "vtk")}
+        print("\nsmooth 20 iterations (micro-CT mesh)")
+        for tool, r in figures["smooth 20 it micro-CT"].items():
+            print(f"  {tool:9s} {_fmt(r)}")
+    if "decimate" in stages:
+        _bench_decimate(args, micro_mesh_path, scratch, figures)
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    for p in scratch.iterdir():
+        p.unlink()
+    scratch.rmdir()
+
+
+def _bench_decimate(args, micro_mesh_path: Path, scratch: Path, figures: dict) -> None:
+    from tests.reference.meshes import surface_deviation_mm
 
     spec = {"op": "decimate", "input": str(micro_mesh_path), "threads": args.threads,
             "repeats": args.repeats}
@@ -298,11 +316,6 @@ def main() -> None:
         extra = f"  mean {r['mean_dev_mm']:.5f} mm  p99 {r['p99_dev_mm']:.5f} mm" \
             if "mean_dev_mm" in r else ""
         print(f"  {tool:19s} {_fmt(r)}{extra}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
-    for p in scratch.iterdir():
-        p.unlink()
-    scratch.rmdir()
 
 
 if __name__ == "__main__":

@@ -147,8 +147,9 @@ def public_root(request) -> str:
 class SourceCache:
     """A thread-safe LRU of opened sources, bounded by an estimate of their bytes.
 
-    Two threads that miss the same key at once may both build it; the second result
-    wins.  That costs a decode, never correctness, and keeps the lock out of decoding.
+    Building is single-flight per key: when several threads of a worker miss the same
+    key at once (a viewer opening a slide asks for many tiles together), one builds and
+    the others wait for it, instead of all scanning the same files.
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -156,6 +157,7 @@ class SourceCache:
         self._items: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._building: dict[tuple, threading.Lock] = {}
         self.hits = 0
         self.misses = 0
 
@@ -184,10 +186,22 @@ class SourceCache:
 
     def get_or_build(self, key: tuple, build: Callable[[], tuple[Any, int]]) -> Any:
         value = self.get(key)
-        if value is None:
-            value, size = build()
-            self.put(key, value, size)
-        return value
+        if value is not None:
+            return value
+        with self._lock:
+            building = self._building.setdefault(key, threading.Lock())
+        try:
+            with building:
+                with self._lock:
+                    item = self._items.get(key)  # built by another thread meanwhile
+                if item is not None:
+                    return item[0]
+                value, size = build()
+                self.put(key, value, size)
+                return value
+        finally:
+            with self._lock:
+                self._building.pop(key, None)
 
     def clear(self) -> None:
         with self._lock:
@@ -335,6 +349,9 @@ def _build_pyramid(paths: tuple[str, ...]) -> tuple[TiledPyramidSource, int]:
         # An odd-length JPEG is padded to even length in its fragment (PS3.5 A.4).
         return data[:-1] if data.endswith(b"\xff\xd9\x00") else data
 
+    # Scan each level file's frame offsets now, once, rather than on its first tile.
+    for path, _, _ in readers:
+        frames.layout_of(path)
     decode = None if jpeg else _native_decoder(unique)
     source = TiledPyramidSource(
         [item[0] for item in unique], read_frame,
@@ -384,7 +401,9 @@ def _build_frame_source(path_name: str, frame: int, window: Window | None) -> tu
     photometric = str(_value(metadata, "00280004", "MONOCHROME2")).upper()
     try:
         pixels = pixel_array(get_storage().path(path_name), index=frame - 1)
-    except (NotImplementedError, RuntimeError, ValueError, AttributeError, KeyError) as exc:
+    # pydicom's decoders fail in many ways on pixel data they cannot read.
+    except (NotImplementedError, RuntimeError, ValueError, AttributeError, KeyError, TypeError, IndexError,
+            OSError, EOFError) as exc:
         raise NotAcceptable(
             f"the stored pixels (transfer syntax {row['transfer_syntax_uid']}) cannot be decoded here: {exc}"
         ) from None

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 
 from archive.auth import request_user
-from archive.errors import ArchiveError
+from archive.errors import ArchiveError, NotAcceptable
 from archive.http import error_response
 from archive.models import Visibility
 from iiif import documents, services
@@ -142,7 +142,10 @@ def _render(opened: services.OpenedImage, resolved) -> tuple[bytes, str]:
         return cached
     source = opened.source
     plan = plan_request(source, resolved)
-    out = render_image(source, resolved)
+    try:
+        out = render_image(source, resolved)
+    except OSError as exc:  # Pillow on a stored frame it cannot decode
+        raise NotAcceptable(f"a stored frame of this image cannot be decoded: {exc}") from None
     if not _is_whole_stored_tile(plan, source, resolved):
         services.rendered_cache.put(key, out, len(out[0]))
     return out

@@ -6,6 +6,8 @@ from urllib.parse import quote
 
 from rest_framework import serializers
 
+from archive.dicomweb.views import base_url
+
 from . import services
 from .models import Mesh, MeshJob
 
@@ -53,8 +55,7 @@ class MeshJobRequestSerializer(serializers.Serializer):
 
 
 def _wado_url(request, study_uid: str, series_uid: str, sop_uid: str) -> str:
-    return request.build_absolute_uri(
-        f"/dicomweb/studies/{quote(study_uid)}/series/{quote(series_uid)}/instances/{quote(sop_uid)}")
+    return f"{base_url(request)}/studies/{quote(study_uid)}/series/{quote(series_uid)}/instances/{quote(sop_uid)}"
 
 
 class MeshSerializer(serializers.ModelSerializer):

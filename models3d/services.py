@@ -41,6 +41,7 @@ from archive.dicom.refs import (
     MeshMeasurements as DicomMeasurements,
 )
 from archive.errors import ArchiveError, Conflict, InvalidInput, NotFound
+from archive.indexing import sha256_file
 from archive.models import Instance, Series, Study
 from archive.services import StoreOutcome, store_files
 from archive.storage import get_storage
@@ -192,14 +193,6 @@ def _mask_param(value: Any) -> dict[str, Any]:
     if not isinstance(labels, list) or not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in labels):
         raise InvalidInput(f"mask labels must be a list of numbers or names, got {labels!r}")
     return {**{k: value[k] for k in source}, "labels": sorted({str(x) for x in labels})}
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fp:
-        for chunk in iter(lambda: fp.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def params_json(params: dict[str, Any]) -> str:
@@ -470,7 +463,7 @@ def _label_volumes(job: MeshJob, geometry: volumes.VolumeGeometry, volume: np.nd
 
     if "nifti_path" in mask:
         path = Path(mask["nifti_path"])
-        if not path.is_file() or file_sha256(path) != mask["nifti_sha256"]:
+        if not path.is_file() or sha256_file(path) != mask["nifti_sha256"]:
             raise InvalidInput(f"the label map {path} is gone or has changed since the job was requested")
         yield from masks.read_nifti_label_volumes(path, geometry, labels=mask["labels"])
         return

@@ -45,17 +45,16 @@ class MeshJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         job, queued = services.request_job(series, given.params(), request.user)
         if queued:
             transaction.on_commit(lambda: tasks.run_mesh_job.delay(job.pk))
-        body = MeshJobSerializer(self.get_object_for(job.pk), context=self.get_serializer_context()).data
-        return Response(body, status=status.HTTP_201_CREATED if queued else status.HTTP_200_OK)
-
-    def get_object_for(self, pk: int):
-        self.kwargs["pk"] = pk
-        return self.get_object()
+        return Response(self._shown(job.pk), status=status.HTTP_201_CREATED if queued else status.HTTP_200_OK)
 
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         job = services.cancel_job(self.get_object())
-        return Response(MeshJobSerializer(self.get_object_for(job.pk), context=self.get_serializer_context()).data)
+        return Response(self._shown(job.pk))
+
+    def _shown(self, pk: int) -> dict:
+        """The job as GET shows it (fetched again: the service may have changed it)."""
+        return self.get_serializer(self.get_queryset().get(pk=pk)).data
 
 
 class MeshViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -3,10 +3,13 @@
 Every vertex carries the sum of the area-weighted plane quadrics of its faces; an
 edge ``(a, b)`` collapses to the point minimising ``p' (Q_a + Q_b) p`` (or the best
 of its ends and midpoint when that system is singular). Instead of a global heap we
-run passes: each pass picks an error threshold from a sample of the current edge
-errors (the quantile that would remove what is left to remove), then sweeps the
-faces once and collapses every cheap edge whose neighbourhood no earlier collapse of
-the same pass has touched. A collapse is refused when it would
+run passes: each pass picks an error threshold from a sample of the cached edge
+errors (the quantile that would remove ``FRACTION_GAIN`` of what is left to
+remove), then sweeps the faces once and collapses every edge under it whose faces
+no earlier collapse of the same pass has made stale. Fewer, coarser passes are
+faster; more, finer passes come closer to the greedy order of a heap (0.5 beats
+fast_simplification's deviation at about its speed). A collapse is refused when it
+would
 
 * move a boundary vertex or join two of them (an interior vertex may collapse
   onto a boundary vertex, which stays put: boundaries are preserved exactly),
@@ -110,7 +113,7 @@ def _optimum(q, v, a, b, a_fixed, b_fixed):
 
 @njit(**NJIT)
 def _refs(faces, alive, n_vertices):
-    """Vertex -> alive faces CSR: (V+1,) int64 offsets, (3F,) int64 face ids."""
+    """Vertex -> alive faces CSR: (V+1,) int64 offsets, (3F,) int32 face ids."""
     off = np.zeros(n_vertices + 1, np.int64)
     for f in range(faces.shape[0]):
         if alive[f]:
@@ -119,7 +122,7 @@ def _refs(faces, alive, n_vertices):
     for v in range(n_vertices):
         off[v + 1] += off[v]
     fill = off[:-1].copy()
-    ref = np.empty(off[-1], np.int64)
+    ref = np.empty(off[-1], np.int32)
     for f in range(faces.shape[0]):
         if alive[f]:
             for m in range(3):
@@ -281,12 +284,12 @@ def decimate(mesh: Mesh, ratio: float | None = None, count: int | None = None) -
     v = mesh.vertices.astype(np.float64)
     centre = (v.min(axis=0) + v.max(axis=0)) / 2 if len(v) else np.zeros(3)
     v -= centre
-    faces = mesh.faces.astype(np.int64)
+    faces = mesh.faces.copy()  # int32, rewritten in place by the collapses
     _, _, locked = vertex_adjacency(mesh.faces, len(v))
     q = _quadrics(v, faces)
     alive = np.ones(n_faces, np.bool_)
     stale = np.ones(n_faces, np.bool_)
-    err = np.zeros((n_faces, 3))
+    err = np.zeros((n_faces, 3), np.float32)  # cached edge errors, only compared
     mark = np.zeros(len(v), np.int64)
     n_alive, stamp, idle = n_faces, 0, 0
     rng = np.random.default_rng(0)

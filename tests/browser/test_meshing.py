@@ -17,7 +17,6 @@ from tests.integration.models3d.conftest import (
     CURATOR,
     RADIUS_MM,
     SPACING_MM,
-    running_worker,
     sphere_datasets,
     sphere_volume_mm3,
     store_series,
@@ -32,12 +31,6 @@ def three_installed():
 
     if not three_installed():
         pytest.skip("three.js is not in frontend/static/vendor/three/: see docs/meshing-jobs.md (npm ci, then copy)")
-
-
-@pytest.fixture
-def celery_worker(tmp_path):
-    with running_worker(tmp_path) as worker:
-        yield worker
 
 
 @pytest.fixture
@@ -67,7 +60,7 @@ def fetch_info(browser, url: str) -> dict:
     )
 
 
-def test_mesh_a_sphere_from_the_page(live_server, chromium, curator, sphere, celery_worker):
+def test_mesh_a_sphere_from_the_page(live_server, chromium, curator, sphere, job_worker):
     series_uid = sphere[0].SeriesInstanceUID
     path = f"/series/{series_uid}/mesh"
     sign_in(chromium, live_server, path)
@@ -76,15 +69,23 @@ def test_mesh_a_sphere_from_the_page(live_server, chromium, curator, sphere, cel
     chromium.wait_for("window.vitrineMeshing && window.vitrineMeshing.previewLoads >= 1", what="the preview")
     assert chromium.run("return document.getElementById('preview').naturalWidth;") == 32
     assert "index=12" in chromium.run("return document.getElementById('preview').src;")
-    # Dragging the slider to 0 HU switches to a custom threshold and re-renders the preview.
+    from selenium.webdriver.common.by import By
+
+    # A typed level may lie beyond the slider's range (raw micro-CT units).
+    loads = chromium.run("return window.vitrineMeshing.previewLoads;")
+    typed = chromium.driver.find_element(By.ID, "threshold-number")
+    assert typed.get_attribute("value") == "300"  # the bone preset's level
+    typed.clear()
+    typed.send_keys("5000")
+    chromium.wait_for(f"window.vitrineMeshing.previewLoads > {loads} && "
+                      "document.getElementById('preview').src.includes('threshold_hu=5000')", what="the typed level")
+    # Dragging the slider to 0 HU re-renders the preview at that level.
     loads = chromium.run("return window.vitrineMeshing.previewLoads;")
     chromium.run("""const s = document.getElementById('threshold'); s.value = 0;
                     s.dispatchEvent(new Event('input', {bubbles: true}));""")
     chromium.wait_for(f"window.vitrineMeshing.previewLoads > {loads}", what="the preview at 0 HU")
     assert "threshold_hu=0" in chromium.run("return document.getElementById('preview').src;")
     assert chromium.run("return document.getElementById('preset').value;") == "custom"
-
-    from selenium.webdriver.common.by import By
 
     chromium.driver.find_element(By.ID, "target-triangles").send_keys("1500")
     chromium.driver.find_element(By.ID, "want-obj").click()

@@ -28,6 +28,9 @@ class Command(BaseCommand):
                 str(bin_dir / "gunicorn"), "archive.wsgi:application", "--bind", http,
                 "--workers", str(settings.VITRINE_HTTP_WORKERS), "--threads", str(settings.VITRINE_HTTP_THREADS),
                 "--worker-class", "gthread", "--timeout", "300", "--access-logfile", "-",
+                # Load the app before forking, so that no first request waits for a worker
+                # to boot; keep connections open for tile-hungry viewers.
+                "--preload", "--keep-alive", "30",
             ],
             "dicom": [sys.executable, "manage.py", "dicomscp"],
         }

@@ -35,6 +35,7 @@ function applyPreset() {
   const slider = el("threshold");
   if (preset && preset.levels.length === 1) {
     slider.value = preset.levels[0];
+    el("threshold-number").value = preset.levels[0];
   }
   slider.disabled = Boolean(preset && preset.levels.length !== 1);
   showThreshold();
@@ -43,7 +44,7 @@ function applyPreset() {
 
 function showThreshold() {
   const preset = currentPreset();
-  let text = el("threshold").value;
+  let text = String(customLevel());
   if (preset && preset.levels.length === 2) text = `${preset.levels[0]} to ${preset.levels[1]}`;
   if (preset && preset.levels.length === 0) text = "Otsu";
   el("threshold-value").textContent = text;
@@ -53,7 +54,20 @@ function showThreshold() {
 function thresholdParams() {
   const preset = currentPreset();
   if (preset) return { preset: preset.name };
-  return { threshold_hu: Number(el("threshold").value) };
+  return { threshold_hu: customLevel() };
+}
+
+/** The typed level if there is one (it may lie beyond the slider), else the slider's. */
+function customLevel() {
+  const typed = el("threshold-number").value;
+  return typed !== "" && Number.isFinite(Number(typed)) ? Number(typed) : Number(el("threshold").value);
+}
+
+function useCustomLevel() {
+  el("preset").value = "custom";
+  el("threshold").disabled = false;
+  showThreshold();
+  schedulePreview();
 }
 
 let previewTimer = null;
@@ -283,10 +297,12 @@ function init() {
   el("slice").addEventListener("input", schedulePreview);
   el("preset").addEventListener("change", applyPreset);
   el("threshold").addEventListener("input", () => {
-    el("preset").value = "custom";
-    el("threshold").disabled = false;
-    showThreshold();
-    schedulePreview();
+    el("threshold-number").value = el("threshold").value;
+    useCustomLevel();
+  });
+  el("threshold-number").addEventListener("input", () => {
+    el("threshold").value = customLevel();
+    useCustomLevel();
   });
   el("start").addEventListener("click", startJob);
   el("cancel").addEventListener("click", cancelJob);

@@ -14,6 +14,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from archive.errors import ArchiveError
+from archive.indexing import sha256_file
 from archive.models import Series
 from models3d import services
 from models3d.models import MeshJob
@@ -107,7 +108,7 @@ class Command(BaseCommand):
             path = Path(options["nifti"]).resolve()
             if not path.is_file():
                 raise CommandError(f"no file {path}")
-            return {"nifti_path": str(path), "nifti_sha256": services.file_sha256(path), "labels": options["labels"]}
+            return {"nifti_path": str(path), "nifti_sha256": sha256_file(path), "labels": options["labels"]}
         return None
 
     def _report(self, job: MeshJob, as_json: bool) -> None:

@@ -314,3 +314,32 @@ def test_each_window_has_its_own_cached_rendering(client, ct):
     uid = ct[0].SOPInstanceUID
     answers = [client.get(f"/iiif/3/{uid}{w}/full/max/0/default.png").content for w in ("~lung", "~bone", "~lung")]
     assert answers[0] != answers[1] and answers[0] == answers[2]
+
+
+def test_a_frame_that_cannot_be_decoded_is_406_not_500(client, wsi, monkeypatch):
+    monkeypatch.setattr(frames, "read_frames", lambda *a, **k: [b"\xff\xd8 not really a JPEG"])
+    response = client.get(f"/iiif/3/{wsi.series_uid}/full/100,/0/default.jpg")
+    assert response.status_code == 406
+    assert response["Access-Control-Allow-Origin"] == "*"
+    assert "decoded" in response.json()["detail"]
+
+
+def test_concurrent_misses_build_a_source_once():
+    import threading
+    import time
+
+    cache = services.SourceCache(max_bytes=1000)
+    built = []
+
+    def build():
+        built.append(1)
+        time.sleep(0.05)  # long enough for every thread to miss while it builds
+        return "source", 10
+
+    threads = [threading.Thread(target=cache.get_or_build, args=(("k",), build)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert built == [1]
+    assert cache.get(("k",)) == "source"

@@ -1,11 +1,9 @@
-"""A synthetic CT sphere in the archive, and a real Celery worker to mesh it."""
+"""A synthetic CT sphere in the archive (the real Celery worker is ``job_worker``, tests/conftest.py)."""
 
 from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +11,7 @@ import pytest
 from archive.models import Study, Visibility
 from models3d.models import MeshJob
 from tests.factories.datasets import ct_series
-from tests.integration.dicomweb.conftest import basic, store
+from tests.integration.dicomweb.conftest import store
 
 #: The sphere: centre (x, y, z) in patient mm, radius, and the width of the HU ramp.
 CENTRE_MM = (8.1, 7.7, 11.6)
@@ -67,45 +65,6 @@ def store_series(datasets, *, public: bool = False):
 def sphere_series(db):
     """24 slices of 32x32, private study."""
     return store_series(sphere_datasets(patient_id="SPHERE-1", patient_name="Sphere^Test"))
-
-
-@pytest.fixture
-def curator_auth(curator):
-    return basic(*CURATOR)
-
-
-@contextmanager
-def running_worker(folder: Path):
-    """A real Celery worker (solo pool, a thread of this process) on a queue folder of its own."""
-    from celery.contrib.testing.worker import start_worker
-
-    from archive.celery import app
-
-    if app.conf.broker_url.startswith("filesystem"):
-        queue = folder / "queue"
-        queue.mkdir()
-        # The control folder too: the transport's default is ./control in the checkout.
-        app.conf.broker_transport_options = {"data_folder_in": str(queue), "data_folder_out": str(queue),
-                                             "control_folder": str(folder / "control")}
-        _drop_connections(app)  # producers made for an earlier test's folder must not be reused
-    try:
-        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=60) as worker:
-            yield worker
-    finally:
-        _drop_connections(app)
-
-
-@pytest.fixture
-def celery_worker(tmp_path):
-    with running_worker(tmp_path) as worker:
-        yield worker
-
-
-def _drop_connections(app) -> None:
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-    app.amqp._producer_pool = None
 
 
 def wait_for_job(job_id: int, *, states=MeshJob.FINISHED, timeout_s: float = 180.0) -> MeshJob:

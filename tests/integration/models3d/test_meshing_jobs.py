@@ -64,7 +64,7 @@ def stl_volume_mm3(stl: bytes) -> tuple[float, MeshArrays]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_job_on_a_real_worker_stores_a_dicom_stl_and_obj(client, curator, sphere_series, celery_worker):
+def test_job_on_a_real_worker_stores_a_dicom_stl_and_obj(client, curator, sphere_series, job_worker):
     source = sphere_series[0]
     body = {"series_uid": source.SeriesInstanceUID, "threshold_hu": 0, "outputs": ["stl", "obj"],
             "smoothing": {"iterations": 20, "passband": 0.1}, "target_triangles": 2000}
@@ -125,7 +125,7 @@ def test_job_on_a_real_worker_stores_a_dicom_stl_and_obj(client, curator, sphere
 
 
 @pytest.mark.django_db(transaction=True)
-def test_same_parameters_return_the_same_job(client, curator, sphere_series, celery_worker):
+def test_same_parameters_return_the_same_job(client, curator, sphere_series, job_worker):
     uid = sphere_series[0].SeriesInstanceUID
     first = post_job(client, {"series_uid": uid, "preset": "bone"})
     assert first.status_code == 201
@@ -156,7 +156,7 @@ def test_rerun_after_the_job_row_is_gone_finds_the_stored_instances(sphere_serie
 
 
 @pytest.mark.django_db(transaction=True)
-def test_non_uniform_spacing_fails_with_a_readable_message(client, curator, celery_worker):
+def test_non_uniform_spacing_fails_with_a_readable_message(client, curator, job_worker):
     gaps = [float(z) for z in range(12)] + [12.0 + 2.5 + z for z in range(12)]
     datasets = store_series(sphere_datasets(positions_z=gaps, patient_id="GAP-1"))
     instances = Instance.objects.count()
@@ -171,7 +171,7 @@ def test_non_uniform_spacing_fails_with_a_readable_message(client, curator, cele
 
 
 @pytest.mark.django_db(transaction=True)
-def test_threshold_above_everything_fails_cleanly(client, curator, sphere_series, celery_worker):
+def test_threshold_above_everything_fails_cleanly(client, curator, sphere_series, job_worker):
     created = post_job(client, {"series_uid": sphere_series[0].SeriesInstanceUID, "threshold_hu": 5000})
     job = wait_for_job(created.json()["id"])
     assert job.state == "failed" and "nothing to mesh" in job.error and "5000" in job.error
@@ -196,7 +196,7 @@ def test_cancel_a_queued_job(client, curator, sphere_series, django_capture_on_c
 
 
 @pytest.mark.django_db(transaction=True)
-def test_cancel_a_running_job(client, curator, sphere_series, celery_worker, monkeypatch):
+def test_cancel_a_running_job(client, curator, sphere_series, job_worker, monkeypatch):
     started, release = threading.Event(), threading.Event()
     original = services._mesh_one
 
