@@ -1,5 +1,5 @@
 #!/bin/sh
-# Build the viewer's script: Mirador 4 (npm registry, pinned by package-lock.json),
+# Build the browser code: Mirador 4 (npm registry, pinned by package-lock.json),
 # bundled with esbuild into frontend/static/vendor/mirador/, where Django serves it
 # (no CDN).   cd frontend && npm ci && sh build.sh
 #
@@ -20,3 +20,10 @@ mkdir -p "$out"
 cp "$here/node_modules/mirador/LICENSE" "$out/LICENSE"
 node -e 'console.log(require(process.argv[1]).version)' "$here/node_modules/mirador/package.json" > "$out/VERSION"
 echo "mirador $(cat "$out/VERSION") -> $out/mirador.min.js"
+
+# three.js for the mesh viewer: the module build and the two addons the page imports.
+three="$here/node_modules/three"
+mkdir -p "$here/static/vendor/three/addons"
+cp "$three/build/three.module.js" "$three/build/three.core.js" "$three/LICENSE" "$here/static/vendor/three/"
+cp "$three/examples/jsm/loaders/STLLoader.js" "$three/examples/jsm/controls/OrbitControls.js" "$here/static/vendor/three/addons/"
+echo "three $(node -e 'console.log(require(process.argv[1]).version)' "$three/package.json") -> $here/static/vendor/three/"

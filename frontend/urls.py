@@ -2,9 +2,10 @@
 
 from django.urls import path
 
-from . import meshing, upload, viewer
+from . import home, meshing, upload, viewer
 
 urlpatterns = [
+    path("", home.home, name="home"),
     path("viewer/", viewer.viewer, name="viewer"),
     path("upload/", upload.upload_page, name="upload"),
     path("series/<str:series_uid>/mesh", meshing.meshing_page, name="meshing"),
