@@ -62,7 +62,8 @@ def job_worker(tmp_path):
     from archive.celery import app
 
     saved = app.conf.broker_transport_options
-    if app.conf.broker_url.startswith("filesystem"):
+    own_folders = app.conf.broker_url.startswith("filesystem")
+    if own_folders:
         queue = tmp_path / "queue"
         queue.mkdir()
         app.conf.broker_transport_options = {
@@ -74,8 +75,9 @@ def job_worker(tmp_path):
         with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=60) as worker:
             yield worker
     finally:
-        app.conf.broker_transport_options = saved
-        _forget_connections(app)
+        if own_folders:
+            app.conf.broker_transport_options = saved
+            _forget_connections(app)
 
 
 def _forget_connections(app) -> None:

@@ -30,6 +30,7 @@ from archive.dicom.refs import (
     check_uid,
     dicom_date,
     dicom_time,
+    new_instance,
 )
 from archive.errors import InvalidInput, WrongSOPClass
 
@@ -164,19 +165,12 @@ def build_ct_slice(
         raise InvalidInput(f"CT pixels must be uint16 or int16, got {pixels.dtype}")
     if pixels.ndim != 2 or min(pixels.shape) < 1 or max(pixels.shape) > 65535:
         raise InvalidInput(f"CT slice must be a 2-D array up to 65535 a side, got {pixels.shape}")
-    check_uid("instance_uid", instance_uid)
     check_uid("frame_of_reference_uid", frame_of_reference_uid)
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.SOPClassUID = CT_SOP_CLASS
-    ds.SOPInstanceUID = instance_uid
-    ds.InstanceCreationDate = dicom_date(created)
-    ds.InstanceCreationTime = dicom_time(created)
-    patient.apply_to(ds)
-    study.apply_to(ds)
-    series.apply_to(ds, modality="CT")
+    ds = new_instance(
+        sop_class_uid=CT_SOP_CLASS, instance_uid=instance_uid, created=created, patient=patient,
+        study=study, series=series, modality="CT", equipment=equipment,
+    )
     ds.PatientPosition = ""
-    equipment.apply_to(ds)
     ds.FrameOfReferenceUID = frame_of_reference_uid
     ds.PositionReferenceIndicator = ""
     # PS3.3 C.7.6.1 General Image

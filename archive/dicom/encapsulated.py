@@ -38,6 +38,7 @@ from archive.dicom.refs import (
     dicom_date,
     dicom_datetime,
     dicom_time,
+    new_instance,
 )
 from archive.errors import InvalidInput, WrongSOPClass
 
@@ -183,18 +184,11 @@ def build_document_header(
     if len(title) > 64:
         raise InvalidInput(f"title must be at most 64 characters, got {title!r}")
 
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.SOPClassUID = kind.sop_class_uid
-    ds.SOPInstanceUID = instance_uid
-    ds.InstanceCreationDate = dicom_date(created)
-    ds.InstanceCreationTime = dicom_time(created)
-    patient.apply_to(ds)
-    study.apply_to(ds)
-    # PS3.3 C.24.1 Encapsulated Document Series
-    series.apply_to(ds, modality=kind.modality)
-    # PS3.3 C.7.5.1 / C.7.5.2 General and Enhanced General Equipment
-    equipment.apply_to(ds)
+    # PS3.3 C.24.1 Encapsulated Document Series; C.7.5.1 / C.7.5.2 Equipment
+    ds = new_instance(
+        sop_class_uid=kind.sop_class_uid, instance_uid=instance_uid, created=created, patient=patient,
+        study=study, series=series, modality=kind.modality, equipment=equipment,
+    )
     # PS3.3 C.24.2 Encapsulated Document
     ds.InstanceNumber = instance_number
     ds.ContentDate = dicom_date(created)

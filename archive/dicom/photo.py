@@ -28,10 +28,10 @@ from archive.dicom.refs import (
     PatientInfo,
     SeriesRef,
     StudyRef,
-    check_uid,
     dicom_date,
     dicom_datetime,
     dicom_time,
+    new_instance,
 )
 from archive.errors import InvalidInput, WrongSOPClass
 
@@ -80,17 +80,10 @@ def _header(
     info: PhotoInfo,
     equipment: Equipment,
 ) -> Dataset:
-    check_uid("instance_uid", instance_uid)
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.SOPClassUID = PHOTO_SOP_CLASS
-    ds.SOPInstanceUID = instance_uid
-    ds.InstanceCreationDate = dicom_date(created)
-    ds.InstanceCreationTime = dicom_time(created)
-    patient.apply_to(ds)
-    study.apply_to(ds)
-    series.apply_to(ds, modality=info.modality)
-    equipment.apply_to(ds)
+    ds = new_instance(
+        sop_class_uid=PHOTO_SOP_CLASS, instance_uid=instance_uid, created=created, patient=patient,
+        study=study, series=series, modality=info.modality, equipment=equipment,
+    )
     # PS3.3 C.7.6.1 General Image, C.7.10.1 General Acquisition
     taken = info.acquired or created
     ds.ContentDate = dicom_date(taken)

@@ -261,3 +261,33 @@ class MeshMeasurements:
         if self.volume_mm3 is not None:
             parts.append(f"{self.volume_mm3:.5g} mm3")
         return "; ".join(parts)[:64]
+
+
+def new_instance(
+    *,
+    sop_class_uid: str,
+    instance_uid: str,
+    created: datetime,
+    patient: "PatientInfo",
+    study: "StudyRef",
+    series: "SeriesRef",
+    modality: str,
+    equipment: "Equipment",
+) -> Dataset:
+    """A data set with the modules every Vitrine instance starts from.
+
+    PS3.3 C.12.1 SOP Common (UTF-8, creation time), C.7.1.1 Patient, C.7.2.1 General
+    Study, C.7.3.1 General Series, C.7.5.1 General Equipment.
+    """
+    check_uid("instance_uid", instance_uid)
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = sop_class_uid
+    ds.SOPInstanceUID = instance_uid
+    ds.InstanceCreationDate = dicom_date(created)
+    ds.InstanceCreationTime = dicom_time(created)
+    patient.apply_to(ds)
+    study.apply_to(ds)
+    series.apply_to(ds, modality=modality)
+    equipment.apply_to(ds)
+    return ds

@@ -41,6 +41,7 @@ from archive.dicom.refs import (
     dicom_date,
     dicom_datetime,
     dicom_time,
+    new_instance,
 )
 from archive.errors import InvalidInput
 
@@ -150,17 +151,10 @@ def build_wsi_level(
     RESAMPLED. Imaged Volume Width/Height are the physical size when the spacing is
     known.
     """
-    check_uid("instance_uid", instance_uid)
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.SOPClassUID = WSI_SOP_CLASS
-    ds.SOPInstanceUID = instance_uid
-    ds.InstanceCreationDate = dicom_date(created)
-    ds.InstanceCreationTime = dicom_time(created)
-    patient.apply_to(ds)
-    study.apply_to(ds)
-    series.apply_to(ds, modality="SM")
-    equipment.apply_to(ds)
+    ds = new_instance(
+        sop_class_uid=WSI_SOP_CLASS, instance_uid=instance_uid, created=created, patient=patient,
+        study=study, series=series, modality="SM", equipment=equipment,
+    )
     ds.FrameOfReferenceUID = slide.frame_of_reference_uid
     ds.PositionReferenceIndicator = "SLIDE_CORNER"
     ds.PyramidUID = slide.pyramid_uid

@@ -1,22 +1,15 @@
+"""Strict pydicom validation is on for every test (tests/conftest.py)."""
+
 from __future__ import annotations
 
 from datetime import datetime
 
-import pydicom
 import pytest
 
 from archive.dicom.refs import PatientInfo, StudyRef
 from ingest.converters.base import Target, make_uid_factory
 
 UID_ROOT = "1.2.826.0.1.3680043.10.543"
-
-
-@pytest.fixture(autouse=True)
-def strict_pydicom():
-    old = pydicom.config.settings.writing_validation_mode
-    pydicom.config.settings.writing_validation_mode = pydicom.config.RAISE
-    yield
-    pydicom.config.settings.writing_validation_mode = old
 
 
 @pytest.fixture
