@@ -25,16 +25,19 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
+import pydicom
 from pydicom.uid import generate_uid
 
 from archive.errors import (
     ArchiveError,
     Conflict,
     InvalidInput,
+    NotFound,
 )
 from archive.models import Instance, Series, Study, Visibility
 from archive.services import StoreOutcome, delete_study, store_files
 from archive.storage import get_storage
+from ingest.converters.obj import read_model_zip
 from ingest.metadata import CuratorMetadata, parse_sidecar
 
 from . import uploads as staging
@@ -377,3 +380,23 @@ def result_links(job: IngestJob, base_url: str = "") -> dict:
         "iiif_manifest": manifest,
         "viewer": f"{base_url}/viewer/?manifest={quote(manifest, safe='')}",
     }
+
+
+OBJ_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.104.4"
+MODEL_GROUP_UID = "00687004"
+
+
+def read_model_group_zip(user, obj_sop_uid: str) -> bytes:
+    """The zip of an OBJ's model group, if ``user`` may see its study (else NotFound)."""
+    visible = Study.objects.visible_to(user)
+    obj = Instance.objects.filter(sop_uid=obj_sop_uid, series__study__in=visible).select_related("series").first()
+    if obj is None or obj.sop_class_uid != OBJ_SOP_CLASS:
+        raise NotFound(f"no Encapsulated OBJ instance {obj_sop_uid}")
+    group = obj.metadata.get(MODEL_GROUP_UID, {}).get("Value", [None])[0]  # Model Group UID
+    storage = get_storage()
+    members = Instance.objects.filter(series__study=obj.series.study_id)
+    datasets = []
+    for member in members.only("path", "metadata"):
+        if member.pk == obj.pk or member.metadata.get(MODEL_GROUP_UID, {}).get("Value", [None])[0] == group:
+            datasets.append(pydicom.dcmread(storage.path(member.path)))
+    return read_model_zip(datasets)

@@ -14,5 +14,6 @@ router.register("objects", views.ObjectViewSet, basename="ingest-object")
 urlpatterns = [
     path("uploads", views.uploads, name="ingest-uploads"),
     path("uploads/<str:upload_id>", views.upload, name="ingest-upload"),
+    path("models/<str:sop_uid>.zip", views.model_zip, name="ingest-model-zip"),
     *router.urls,
 ]

@@ -189,3 +189,14 @@ class ObjectViewSet(viewsets.ReadOnlyModelViewSet):
             queryset = queryset.filter(collection__slug=slug)
         return queryset
 
+
+
+def model_zip(request, sop_uid: str):
+    """An OBJ group back as one zip (OBJ, MTL, textures under their original names), which
+    a normal 3D viewer opens. ``sop_uid`` names the Encapsulated OBJ instance."""
+    if request.method != "GET":
+        return HttpResponseNotAllowed(["GET"])
+    data = services.read_model_group_zip(request_user(request), sop_uid)
+    response = HttpResponse(data, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{sop_uid}.zip"'
+    return response
