@@ -22,6 +22,26 @@ def uid() -> str:
     return generate_uid(prefix=UID_ROOT)
 
 
+def instance(sop_class_uid: str, *, transfer_syntax: str = ExplicitVRLittleEndian, **attributes) -> Dataset:
+    """A minimal instance of ``sop_class_uid`` with new UIDs and a file meta group;
+    ``attributes`` (DICOM keywords) are set on it as given."""
+    ds = Dataset()
+    ds.SOPClassUID = sop_class_uid
+    ds.SOPInstanceUID = uid()
+    ds.StudyInstanceUID = uid()
+    ds.SeriesInstanceUID = uid()
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = transfer_syntax
+    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    return ds
+
+
 def ct_slice(
     *,
     study_uid: str | None = None,

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
+from pydicom.dataset import Dataset
 
 from archive.models import Instance, Modality
 from archive.storage import get_storage
-from tests.factories.datasets import ct_series, uid, write_files
+from tests.factories.datasets import ct_series, instance, uid, write_files
 
 from .conftest import SCU, dataset_bytes, files_under
 
@@ -38,28 +37,11 @@ def _peer(scp) -> list[str]:
 
 
 def _stl_instance() -> Dataset:
-    ds = Dataset()
-    ds.SOPClassUID = ENCAPSULATED_STL
-    ds.SOPInstanceUID = uid()
-    ds.StudyInstanceUID = uid()
-    ds.SeriesInstanceUID = uid()
-    ds.FrameOfReferenceUID = uid()
-    ds.PatientID = "OBJ-42"
-    ds.PatientName = "Amphora^Attic"
-    ds.StudyDate = "20240601"
-    ds.StudyTime = "120000"
-    ds.Modality = "M3D"
-    ds.SeriesNumber = 1
-    ds.InstanceNumber = 1
-    ds.MIMETypeOfEncapsulatedDocument = "model/stl"
-    ds.EncapsulatedDocument = STL + (b"\0" if len(STL) % 2 else b"")
-    ds.EncapsulatedDocumentLength = len(STL)
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    return ds
+    return instance(
+        ENCAPSULATED_STL, FrameOfReferenceUID=uid(), PatientID="OBJ-42", PatientName="Amphora^Attic",
+        StudyDate="20240601", StudyTime="120000", Modality="M3D", MIMETypeOfEncapsulatedDocument="model/stl",
+        EncapsulatedDocument=STL + (b"\0" if len(STL) % 2 else b""), EncapsulatedDocumentLength=len(STL),
+    )
 
 
 def _stored(sop_uid: str) -> bytes:

@@ -7,14 +7,13 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
+from pydicom.dataset import Dataset
 
 from archive import frames
 from iiif import services
 from iiif.imageapi import INFO_MEDIA_TYPE
 from iiif.imageapi.window import Window, apply_modality_lut, apply_window
-from tests.factories.datasets import ct_slice, uid
+from tests.factories.datasets import ct_slice, instance
 
 from .conftest import publish, store
 
@@ -139,32 +138,14 @@ def test_grayscale_refuses_color_and_colour_refuses_windows(client, ct, wsi, val
 
 
 def multiframe(frames_: int = 3, size: int = 16) -> Dataset:
-    ds = Dataset()
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7.2"  # Multi-frame Grayscale Byte SC
-    ds.SOPInstanceUID = uid()
-    ds.StudyInstanceUID = uid()
-    ds.SeriesInstanceUID = uid()
-    ds.PatientID = "MF-1"
-    ds.PatientName = "Multi^Frame"
-    ds.StudyDate = "20240101"
-    ds.Modality = "OT"
-    ds.SeriesNumber = 1
-    ds.InstanceNumber = 1
-    ds.ConversionType = "WSD"
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = ds.Columns = size
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
-    ds.NumberOfFrames = frames_
-    ds.PixelData = np.stack([np.full((size, size), 40 * (n + 1), np.uint8) for n in range(frames_)]).tobytes()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    return ds
+    pixels = np.stack([np.full((size, size), 40 * (n + 1), np.uint8) for n in range(frames_)])
+    return instance(
+        "1.2.840.10008.5.1.4.1.1.7.2",  # Multi-frame Grayscale Byte SC
+        PatientID="MF-1", PatientName="Multi^Frame", StudyDate="20240101", Modality="OT",
+        ConversionType="WSD", SamplesPerPixel=1, PhotometricInterpretation="MONOCHROME2",
+        Rows=size, Columns=size, BitsAllocated=8, BitsStored=8, HighBit=7, PixelRepresentation=0,
+        NumberOfFrames=frames_, PixelData=pixels.tobytes(),
+    )
 
 
 def test_frames_of_a_multiframe_instance_are_named_uid_colon_n(client, db):
