@@ -275,10 +275,8 @@ def run_ingest_job(job_id: int, on_progress: Progress | None = None) -> IngestJo
     job = IngestJob.objects.select_related("owner").get(pk=job_id)
     if job.state == IngestJob.State.RUNNING:
         # Redelivered after a worker died mid-job (acks_late): say so rather than hang.
-        _update(job, state=IngestJob.State.FAILED, stage="failed", error_code="interrupted",
-                message="the worker stopped during this job; upload the files again", finished=timezone.now())
-        if job.source == "web":
-            _discard_uploads(job, staging.staging_dir() / f"job-{job.pk}")
+        _finish(job, staging.staging_dir() / f"job-{job.pk}", state=IngestJob.State.FAILED, stage="failed",
+                error_code="interrupted", message="the worker stopped during this job; upload the files again")
         return job
     if job.state != IngestJob.State.QUEUED:
         return job  # a redelivered task: the job ran already
@@ -302,21 +300,25 @@ def run_ingest_job(job_id: int, on_progress: Progress | None = None) -> IngestJo
             paths = [Path(p) for p in job.uploads]
         result = ingest_paths(paths, metadata=meta, owner=job.owner, visibility=job.visibility,
                               received_from=f"ingest-{job.source}", on_progress=on_progress)
+        outcome = dict(state=IngestJob.State.DONE, stage="done", percent=100, object=result.object,
+                       result=result.as_dict(), message=_summary(result))
     except ArchiveError as exc:
-        _update(job, state=IngestJob.State.FAILED, stage="failed", message=exc.detail,
-                error_code=exc.code, finished=timezone.now())
-        return job
+        outcome = dict(state=IngestJob.State.FAILED, stage="failed", message=exc.detail, error_code=exc.code)
     except Exception as exc:
         log.exception("ingest job %s failed", job_id)
-        _update(job, state=IngestJob.State.FAILED, stage="failed", message=f"internal error: {exc}",
-                error_code="error", finished=timezone.now())
+        _finish(job, in_dir, state=IngestJob.State.FAILED, stage="failed",
+                message=f"internal error: {exc}", error_code="error")
         raise
-    finally:
-        if job.source == "web":
-            _discard_uploads(job, in_dir)
-    _update(job, state=IngestJob.State.DONE, stage="done", percent=100, object=result.object,
-            result=result.as_dict(), message=_summary(result), finished=timezone.now())
+    _finish(job, in_dir, **outcome)
     return job
+
+
+def _finish(job: IngestJob, in_dir: Path | None, **fields) -> None:
+    """Consume the uploads first, then say the job is over: whoever sees the final state
+    sees no staging file left."""
+    if job.source == "web":
+        _discard_uploads(job, in_dir)
+    _update(job, finished=timezone.now(), **fields)
 
 
 def _update(job: IngestJob, **fields) -> None:
