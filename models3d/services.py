@@ -379,28 +379,37 @@ def run_mesh_job(job_id: int, on_progress: Callable[[str, int], None] | None = N
         return job
     progress = _Progress(job_id, on_progress)
     outputs: list[_Output] = []
+
+    def remove_temporaries() -> None:
+        # Before the final state is written: whoever sees it sees no temporary left.
+        for output in outputs:
+            for path in output.files.values():
+                path.unlink(missing_ok=True)
+
     try:
         _mesh_and_write(job, progress, outputs)
         progress.set("store", _STORE, 0.0, force_check=True)
         meshes = _store(job, outputs)
     except JobCancelled:
+        remove_temporaries()
         _finish(job_id, MeshJob.State.CANCELLED, "")
     except ArchiveError as exc:
+        remove_temporaries()
         _finish(job_id, MeshJob.State.FAILED, exc.detail)
     except Exception as exc:
         log.exception("mesh job %s failed", job_id)
+        remove_temporaries()
         _finish(job_id, MeshJob.State.FAILED, f"internal error: {type(exc).__name__}: {exc}")
         raise
     else:
+        remove_temporaries()
         MeshJob.objects.filter(pk=job_id).update(
             state=MeshJob.State.DONE, stage="done", percent=100, finished=timezone.now())
         if on_progress is not None:
             on_progress("done", 100)
         log.info("mesh job %s stored %d model(s)", job_id, len(meshes))
     finally:
-        for output in outputs:
-            for path in output.files.values():
-                path.unlink(missing_ok=True)
+        remove_temporaries()
     job.refresh_from_db()
     return job
 
