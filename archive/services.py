@@ -17,10 +17,11 @@ from pathlib import Path
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from .errors import ArchiveError, Conflict, InvalidInput
 from .indexing import IndexEntry, read_index_entry, sha256_file
-from .models import Instance, Patient, Series, Study, Visibility
+from .models import FixityCheck, Instance, Patient, Series, Study, Visibility
 from .storage import get_storage, instance_name
 
 log = logging.getLogger(__name__)
@@ -328,12 +329,8 @@ def verify(study_uid: str | None = None, on_progress=None) -> VerifyReport:
     return report
 
 
-def run_fixity_check(check_id: int) -> "FixityCheck":
+def run_fixity_check(check_id: int) -> FixityCheck:
     """Run a queued fixity check and record its report (the Celery task's body)."""
-    from django.utils import timezone
-
-    from .models import FixityCheck
-
     check = FixityCheck.objects.get(pk=check_id)
     FixityCheck.objects.filter(pk=check_id).update(state=FixityCheck.State.RUNNING)
 
