@@ -252,11 +252,7 @@ def frame_extents(layout: Layout, number_of_frames: int, frame_bytes: int) -> li
         return [[Fragment(layout.pixel_offset + i * frame_bytes, frame_bytes)] for i in range(frames)]
     fragments = layout.fragments or ()
     if layout.extended_offsets and len(layout.extended_offsets) == frames:
-        base = fragments[0].offset - 8 if fragments else 0
-        return [
-            [Fragment(base + off + 8, length - 8 if length else 0)]
-            for off, length in zip(layout.extended_offsets, layout.extended_lengths or (0,) * frames)
-        ]
+        return _by_extended_table(layout, fragments)
     if len(fragments) == frames:
         return [[f] for f in fragments]
     if layout.offset_table and len(layout.offset_table) == frames:
@@ -267,6 +263,21 @@ def frame_extents(layout: Layout, number_of_frames: int, frame_bytes: int) -> li
         f"cannot tell the {frames} frames apart among {len(fragments)} fragments: "
         "no offset table"
     )
+
+
+def _by_extended_table(layout: Layout, fragments: tuple[Fragment, ...]) -> list[list[Fragment]]:
+    """One fragment per frame, found by its offset (PS3.3 C.7.6.3.1.8: offsets count
+    from the first fragment's item tag; lengths are the frames' unpadded lengths)."""
+    base = fragments[0].offset - 8 if fragments else 0
+    by_offset = {f.offset - 8 - base: f for f in fragments}
+    lengths = layout.extended_lengths or (None,) * len(layout.extended_offsets)
+    extents = []
+    for offset, length in zip(layout.extended_offsets, lengths):
+        fragment = by_offset.get(offset)
+        if fragment is None:
+            raise InvalidInput(f"the Extended Offset Table points at byte {offset}, where no fragment starts")
+        extents.append([Fragment(fragment.offset, fragment.length if length is None else min(length, fragment.length))])
+    return extents
 
 
 def _group_by_offsets(fragments: tuple[Fragment, ...], table: tuple[int, ...]) -> list[list[Fragment]]:

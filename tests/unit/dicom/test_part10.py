@@ -84,3 +84,20 @@ def test_native_pixel_file_equals_pydicom_output(refs, tmp_path):
     write_native_pixel_file(fast, encode_header(header_only), pixels)
     assert fast.read_bytes() == whole.read_bytes()
     assert np.array_equal(pydicom.dcmread(fast).pixel_array, pixels)
+
+
+@pytest.mark.parametrize("extended", [False, True])
+def test_archive_frame_reader_finds_every_frame(refs, tmp_path, extended):
+    """The archive's own scan (WADO-RS /frames, IIIF tiles) reads what the writer wrote,
+    through the Basic or the Extended Offset Table."""
+    from archive.frames import read_frames
+
+    path = tmp_path / "f.dcm"
+    with open_frame_writer(path, _header(refs), transfer_syntax_uid="1.2.840.10008.1.2.4.50",
+                           number_of_frames=3, extended=extended) as writer:
+        for frame in FRAMES:
+            writer.add_frame(frame)
+    got = read_frames(str(path), {}, 3, [1, 2, 3])
+    assert [g.rstrip(b"\x00") for g in got] == list(FRAMES)
+    if extended:
+        assert got == list(FRAMES)  # the recorded lengths drop the even-length pad
