@@ -73,8 +73,12 @@ def require_json_accept(request) -> None:
         )
 
 
-def instances_for(request, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None):
-    """The instances under a WADO-RS path that the asking user may see; 404 if none."""
+def instances_for(
+    request, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None, extra: tuple[str, ...] = ()
+):
+    """The instances under a WADO-RS path that the asking user may see; 404 if none.
+
+    ``extra`` names further columns to fetch (``metadata`` is large: only when needed)."""
     user = request_user(request)
     qs = Instance.objects.filter(visibility_filter("IMAGE", user), series__study__study_uid=study_uid)
     if series_uid:
@@ -82,7 +86,7 @@ def instances_for(request, study_uid: str, series_uid: str | None = None, sop_ui
     if sop_uid:
         qs = qs.filter(sop_uid=sop_uid)
     qs = qs.order_by("series__series_number", "series_id", "instance_number", "pk")
-    rows = list(qs.values("sop_uid", "path", "transfer_syntax_uid", "series__series_uid", "sop_class_uid"))
+    rows = list(qs.values("sop_uid", "path", "transfer_syntax_uid", "series__series_uid", "sop_class_uid", *extra))
     if not rows:
         raise NotFound(f"no instance at {request.path}")
     return rows
@@ -175,7 +179,8 @@ def stow(request, study_uid: str | None = None):
     )
     for outcome in outcomes:
         if isinstance(outcome, ArchiveError):
-            failed.append({"status": outcome.dimse_status or 0xC000, "reason": outcome.detail, **_uids_of(outcome)})
+            failed.append({"status": outcome.dimse_status or 0xC000, "reason": outcome.detail,
+                           "sop_class": outcome.sop_class_uid, "sop_uid": outcome.sop_uid})
             continue
         instance = outcome.instance
         series = instance.series
@@ -192,10 +197,6 @@ def stow(request, study_uid: str | None = None):
     if failed:
         response["Warning"] = ", ".join(f'299 vitrine "{f["reason"][:200]}"' for f in failed[:10])
     return response
-
-
-def _uids_of(exc: ArchiveError) -> dict[str, str]:
-    return {"sop_class": getattr(exc, "sop_class_uid", ""), "sop_uid": getattr(exc, "sop_uid", "")}
 
 
 def _enforce_csrf_for_sessions(request) -> None:
@@ -383,27 +384,23 @@ def _negotiate_dicom(request) -> str | None:
 @require_GET
 def metadata(request, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None):
     require_json_accept(request)
-    rows = instances_for(request, study_uid, series_uid, sop_uid)
-    metadata_by_uid = dict(
-        Instance.objects.filter(sop_uid__in=[r["sop_uid"] for r in rows]).values_list("sop_uid", "metadata")
-    )
+    rows = instances_for(request, study_uid, series_uid, sop_uid, extra=("metadata",))
     base = base_url(request)
     chunks = []
     for row in rows:
         url = f"{base}/studies/{study_uid}/series/{row['series__series_uid']}/instances/{row['sop_uid']}"
-        chunks.append(encoding.with_bulk_base(json.dumps(metadata_by_uid[row["sop_uid"]], separators=(",", ":")), url))
+        chunks.append(encoding.with_bulk_base(json.dumps(row["metadata"], separators=(",", ":")), url))
     return json_response(("[" + ",".join(chunks) + "]").encode())
 
 
 @require_GET
 def frames_view(request, study_uid: str, series_uid: str, sop_uid: str, frame_list: str):
-    (row,) = instances_for(request, study_uid, series_uid, sop_uid)
+    (row,) = instances_for(request, study_uid, series_uid, sop_uid, extra=("metadata", "number_of_frames"))
     numbers = frames.parse_frame_list(frame_list)
-    instance = Instance.objects.only("metadata", "number_of_frames").get(sop_uid=sop_uid)
     path = get_storage().path(row["path"])
     media_type = frames.media_type_for(row["transfer_syntax_uid"])
     frames.check_accept(request.META.get("HTTP_ACCEPT", ""), media_type, row["transfer_syntax_uid"])
-    data = frames.read_frames(path, instance.metadata, instance.number_of_frames or 1, numbers)
+    data = frames.read_frames(path, row["metadata"], row["number_of_frames"] or 1, numbers)
     boundary = new_boundary()
     part_type = f"{media_type}; transfer-syntax={row['transfer_syntax_uid']}"
     body = write_parts(boundary, ((part_type, frame) for frame in data))
