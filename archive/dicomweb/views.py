@@ -164,6 +164,8 @@ def stow(request, study_uid: str | None = None):
         for sink in current:
             sink.discard()
         raise
+    if not staged:
+        raise InvalidInput("the multipart body holds no part")
     base = base_url(request)
     stored, failed = [], []
     dicom = []
@@ -189,8 +191,6 @@ def stow(request, study_uid: str | None = None):
             "sop_uid": instance.sop_uid,
             "url": f"{base}/studies/{series.study.study_uid}/series/{series.series_uid}/instances/{instance.sop_uid}",
         })
-    if not staged:
-        raise InvalidInput("the multipart body holds no part")
     study_url = f"{base}/studies/{study_uid}" if study_uid else None
     status = 200 if not failed else 202 if stored else 409
     response = json_response(json.dumps(encoding.stow_response(study_url, stored, failed)).encode(), status)
