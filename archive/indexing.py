@@ -17,8 +17,8 @@ from typing import Any
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from .errors import InvalidInput
 from .dicomjson import dataset_to_json
+from .errors import InvalidInput
 from .part10 import Layout, scan_part10
 
 BULK_PLACEHOLDER = "vitrine-bulk:"
@@ -74,27 +74,26 @@ def read_index_entry(path: str | Path) -> IndexEntry:
         fp.seek(0)
         try:
             ds = pydicom.dcmread(fp, defer_size=BULK_THRESHOLD_BYTES)
-            ds.file_meta  # noqa: B018 - force the meta group to be read
-            uids = {
-                keyword: str(ds.get(keyword, "") or "").strip()
-                for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
-            }
+            meta = ds.file_meta
         except (InvalidDicomError, ValueError, KeyError, EOFError, OSError) as exc:
             raise InvalidInput(f"the file cannot be read as DICOM: {exc}") from None
-        for keyword, value in uids.items():
-            if not value:
-                raise InvalidInput(f"the data set has no {keyword}")
-            check_uid(value, keyword)
-        meta_sop = str(ds.file_meta.get("MediaStorageSOPInstanceUID", "") or "").strip()
-        if meta_sop and meta_sop != uids["SOPInstanceUID"]:
-            raise InvalidInput(
-                f"MediaStorageSOPInstanceUID {meta_sop} differs from SOPInstanceUID "
-                f"{uids['SOPInstanceUID']}"
-            )
         try:
             metadata = _to_json(ds)
         except (ValueError, TypeError, OverflowError) as exc:
             raise InvalidInput(f"the data set holds a malformed value: {exc}") from None
+    # The index fields are read back from the JSON: converting them through pydicom a
+    # second time would cost as much as the JSON itself.
+    uids = {keyword: _text(metadata, tag) for keyword, tag in _UID_TAGS.items()}
+    for keyword, value in uids.items():
+        if not value:
+            raise InvalidInput(f"the data set has no {keyword}")
+        check_uid(value, keyword)
+    meta_sop = str(meta.get("MediaStorageSOPInstanceUID", "") or "").strip()
+    if meta_sop and meta_sop != uids["SOPInstanceUID"]:
+        raise InvalidInput(
+            f"MediaStorageSOPInstanceUID {meta_sop} differs from SOPInstanceUID "
+            f"{uids['SOPInstanceUID']}"
+        )
     return IndexEntry(
         sop_class_uid=uids["SOPClassUID"],
         sop_uid=uids["SOPInstanceUID"],
@@ -103,52 +102,68 @@ def read_index_entry(path: str | Path) -> IndexEntry:
         transfer_syntax_uid=layout.transfer_syntax,
         layout=layout,
         patient={
-            "patient_id": _text(ds, "PatientID"),
-            "issuer": _text(ds, "IssuerOfPatientID"),
-            "patient_name": _text(ds, "PatientName"),
-            "birth_date": _text(ds, "PatientBirthDate"),
-            "sex": _text(ds, "PatientSex"),
+            "patient_id": _text(metadata, "00100020"),
+            "issuer": _text(metadata, "00100021"),
+            "patient_name": _text(metadata, "00100010"),
+            "birth_date": _text(metadata, "00100030"),
+            "sex": _text(metadata, "00100040"),
         },
         study={
-            "study_date": _text(ds, "StudyDate")[:8],
-            "study_time": _text(ds, "StudyTime"),
-            "accession_number": _text(ds, "AccessionNumber"),
-            "study_id": _text(ds, "StudyID"),
-            "study_description": _text(ds, "StudyDescription")[:64],
-            "referring_physician_name": _text(ds, "ReferringPhysicianName"),
+            "study_date": _text(metadata, "00080020")[:8],
+            "study_time": _text(metadata, "00080030"),
+            "accession_number": _text(metadata, "00080050"),
+            "study_id": _text(metadata, "00200010"),
+            "study_description": _text(metadata, "00081030")[:64],
+            "referring_physician_name": _text(metadata, "00080090"),
         },
         series={
-            "modality": _text(ds, "Modality"),
-            "series_number": _int(ds, "SeriesNumber"),
-            "series_description": _text(ds, "SeriesDescription")[:64],
-            "frame_of_reference_uid": _text(ds, "FrameOfReferenceUID"),
+            "modality": _text(metadata, "00080060"),
+            "series_number": _int(metadata, "00200011"),
+            "series_description": _text(metadata, "0008103E")[:64],
+            "frame_of_reference_uid": _text(metadata, "00200052"),
         },
         instance={
-            "instance_number": _int(ds, "InstanceNumber"),
-            "number_of_frames": _int(ds, "NumberOfFrames"),
-            "rows": _int(ds, "Rows"),
-            "columns": _int(ds, "Columns"),
+            "instance_number": _int(metadata, "00200013"),
+            "number_of_frames": _int(metadata, "00280008"),
+            "rows": _int(metadata, "00280010"),
+            "columns": _int(metadata, "00280011"),
         },
         metadata=metadata,
     )
 
 
-def _text(ds: pydicom.Dataset, keyword: str) -> str:
-    try:
-        value = ds.get(keyword)
-    except (ValueError, TypeError):
-        return ""
-    if value is None:
-        return ""
-    if isinstance(value, pydicom.multival.MultiValue):
-        return "\\".join(str(v) for v in value)
-    return str(value).strip()
+_UID_TAGS = {
+    "SOPClassUID": "00080016",
+    "SOPInstanceUID": "00080018",
+    "StudyInstanceUID": "0020000D",
+    "SeriesInstanceUID": "0020000E",
+}
+_PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 
 
-def _int(ds: pydicom.Dataset, keyword: str) -> int | None:
+def _text(metadata: dict[str, Any], tag: str) -> str:
+    """An element's value as the index keeps it: multiple values joined by backslash,
+    person names in their DICOM string form, "" when absent or empty."""
+    values = metadata.get(tag, {}).get("Value")
+    if not values:
+        return ""
+    texts = []
+    for value in values:
+        if isinstance(value, dict):  # PN: component groups
+            groups = [value.get(group, "") for group in _PN_GROUPS]
+            while groups and not groups[-1]:
+                groups.pop()
+            value = "=".join(groups)
+        texts.append("" if value is None else str(value))
+    return "\\".join(texts).strip()
+
+
+def _int(metadata: dict[str, Any], tag: str) -> int | None:
+    values = metadata.get(tag, {}).get("Value")
+    if not values or values[0] in (None, ""):
+        return None
     try:
-        value = ds.get(keyword)
-        return int(value) if value not in (None, "") else None
+        return int(values[0])
     except (ValueError, TypeError):
         return None
 

@@ -4,8 +4,9 @@ Measures, for each server:
 
 - C-STORE of a 500-slice 512×512 CT series with dcmtk ``storescu``, one association
   (instances per second, wall clock of the whole storescu run);
-- C-FIND latency: 200 study-level queries by PatientID from one pynetdicom association
-  (p50 and p95 per query, all responses received);
+- C-FIND latency: 200 study-level queries by PatientID over one association, from the
+  blocking client in ``dimse_client.py`` (p50 and p95 per query, all responses
+  received);
 - C-GET of the series with dcmtk ``getscu`` (seconds, wall clock);
 - C-MOVE of the series to a dcmtk ``storescp`` (seconds, wall clock of ``movescu``);
 - the server's peak RSS (VmHWM) at the end.
@@ -30,8 +31,6 @@ from common import (
     Workload,
     free_port,
     generate_workload,
-    hold_reactor,
-    no_delay,
     percentile,
     prepare_vitrine,
     print_table,
@@ -42,6 +41,7 @@ from common import (
 from common import (
     BENCH_ROOT as SHARED_ROOT,
 )
+from dimse_client import DimseClient
 
 # Servers and sinks of this benchmark live apart from bench_archive.py's, so both can run.
 BENCH_ROOT = SHARED_ROOT / "dimse"
@@ -74,28 +74,19 @@ def store_small(server: Server, workload: Workload) -> None:
 
 
 def find_latencies_ms(server: Server, workload: Workload, count: int) -> list[float]:
-    from pynetdicom import AE, evt
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND
 
-    ae = AE(ae_title=BENCH_AE)
-    ae.add_requested_context(FIND)
-    assoc = ae.associate(
-        "127.0.0.1", server.dicom_port, ae_title=server.ae_title,
-        evt_handlers=[(evt.EVT_CONN_OPEN, no_delay)],
+    client = DimseClient(
+        "127.0.0.1", server.dicom_port, calling=BENCH_AE, called=server.ae_title, abstract_syntax=FIND
     )
-    if not assoc.is_established:
-        raise RuntimeError(f"{server.name} refused the C-FIND association")
     try:
-        with hold_reactor(assoc):
-            latencies = _timed_finds(server, assoc, workload, count)
+        return _timed_finds(server, client, workload, count)
     finally:
-        assoc.release()
-    return latencies
+        client.release()
 
 
-def _timed_finds(server: Server, assoc, workload: Workload, count: int) -> list[float]:
+def _timed_finds(server: Server, client: DimseClient, workload: Workload, count: int) -> list[float]:
     from pydicom.dataset import Dataset
-    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND
 
     latencies = []
     for n in range(count):
@@ -108,9 +99,9 @@ def _timed_finds(server: Server, assoc, workload: Workload, count: int) -> list[
         query.AccessionNumber = ""
         query.NumberOfStudyRelatedInstances = ""
         start = time.perf_counter()
-        responses = list(assoc.send_c_find(query, FIND))
+        responses = client.find(query)
         latencies.append((time.perf_counter() - start) * 1000)
-        statuses = [status.Status for status, _ in responses]
+        statuses = [status for status, _ in responses]
         if statuses != [0xFF00, 0x0000]:
             raise RuntimeError(f"{server.name} answered C-FIND #{n} for {query.PatientID} with {statuses}")
     return latencies

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -293,55 +292,6 @@ def start_vitrine_scp(
     )
     wait_for_port(port, process=process)
     return Server("Vitrine", ae_title, port, None, var_dir, process, log_path)
-
-
-# --- clients ------------------------------------------------------------------------
-
-
-class _Inert:
-    """Stands in for an association's reactor checkpoint while the reactor is held."""
-
-    def set(self) -> None:
-        pass
-
-    def clear(self) -> None:
-        pass
-
-    def wait(self, timeout=None) -> bool:
-        return True
-
-    def is_set(self) -> bool:
-        return False
-
-
-@contextmanager
-def hold_reactor(assoc):
-    """Keep a pynetdicom requestor's reactor thread parked while the caller runs queries.
-
-    pynetdicom pauses that thread around each ``send_c_find`` with a flag that can read
-    "paused" a moment after the thread has passed its checkpoint; on a busy CPU the
-    thread then now and then takes a fast server's response off the queue and drops it
-    ("Received unexpected C-FIND service message"). Park it once for the whole run: the
-    same client measures every server, so the comparison stays fair.
-    """
-    checkpoint = assoc._reactor_checkpoint
-    checkpoint.clear()
-    deadline = time.monotonic() + 10
-    while not checkpoint._cond._waiters:
-        if time.monotonic() > deadline:
-            raise TimeoutError("the association's reactor did not park")
-        time.sleep(0.0001)
-    assoc._reactor_checkpoint = _Inert()
-    try:
-        yield assoc
-    finally:
-        assoc._reactor_checkpoint = checkpoint
-        checkpoint.set()
-
-
-def no_delay(event) -> None:
-    """An EVT_CONN_OPEN handler for pynetdicom clients: TCP_NODELAY on the socket."""
-    event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 # --- sinks and reporting --------------------------------------------------------------

@@ -13,7 +13,7 @@ from django.conf import settings
 from pynetdicom import AE, _config
 from pynetdicom.transport import ThreadedAssociationServer
 
-from . import sending
+from . import reactor, sending
 from .contexts import supported_contexts
 from .handlers import HANDLERS
 
@@ -32,6 +32,7 @@ def build_ae(ae_title: str | None = None) -> AE:
     _config.LOG_REQUEST_IDENTIFIERS = False
     _config.LOG_RESPONSE_IDENTIFIERS = False
     sending.install()
+    reactor.install()
     ae = AE(ae_title=ae_title or settings.VITRINE_AE_TITLE)
     ae.maximum_pdu_size = MAXIMUM_PDU_BYTES
     ae.maximum_associations = MAXIMUM_ASSOCIATIONS

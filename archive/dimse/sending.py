@@ -22,8 +22,11 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom.association import Association
+from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import encode
 
+from . import reactor
 from .contexts import NATIVE_TRANSFER_SYNTAXES
 from .files import read_file_meta
 
@@ -88,12 +91,22 @@ def send_stored(
     request.AffectedSOPInstanceUID = stored.sop_instance_uid
     request.MoveOriginatorApplicationEntityTitle = originator_aet
     request.MoveOriginatorMessageID = originator_id
-    request.DataSet = BytesIO(data[stored.dataset_offset :])
 
     if not assoc.is_established:
         raise ConnectionError("the association to the peer has ended")
     with _reactor_held(assoc):
-        assoc.dimse.send_msg(request, context.context_id)
+        if reactor.can_write_directly(assoc.dul):
+            # The data set goes out as slices of the file's bytes, with no copy.
+            message = C_STORE_RQ()
+            message.primitive_to_message(request)
+            message.command_set.CommandDataSetType = 0x0001
+            reactor.write_message(
+                assoc.dul, context.context_id, encode(message.command_set, True, True),
+                memoryview(data)[stored.dataset_offset :], assoc.dimse.maximum_pdu_size,
+            )
+        else:
+            request.DataSet = BytesIO(data[stored.dataset_offset :])
+            assoc.dimse.send_msg(request, context.context_id)
         _, response = assoc.dimse.get_msg(block=True)
     if response is None:
         assoc._handle_no_response()  # aborts the association

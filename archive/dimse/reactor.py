@@ -1,0 +1,400 @@
+"""Event-driven reactors for pynetdicom associations.
+
+pynetdicom runs two threads per association and both poll: the DUL thread checks the
+socket and its queues, then sleeps 1 ms when there was nothing to do; the association
+thread sleeps 1 ms before every look at its DIMSE queue. A request and its response
+cross both threads several times, so a C-FIND round trip or a C-STORE costs a few
+milliseconds of sleeping on top of the work.
+
+``install`` keeps pynetdicom's state machine, PDU codecs and service classes, and only
+changes how the two threads wait:
+
+- the DUL thread blocks in ``select`` on the association socket and on a wake-up pipe
+  that is written whenever the user side queues a primitive for it;
+- the association thread blocks on an event that the DUL thread sets after every state
+  machine action (which is when anything reaches the DIMSE or ACSE queues).
+
+Both waits still time out every ``TICK`` seconds so that pynetdicom's timers (ARTIM,
+network idle) and kill flags are seen as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import select
+import socket
+import struct
+import threading
+
+from pynetdicom import evt
+from pynetdicom.association import Association
+from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE, DIMSEServiceProvider
+from pynetdicom.dsutils import encode
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.transport import AssociationSocket
+
+log = logging.getLogger(__name__)
+
+# Longest a reactor waits without looking at its timers and kill flags.
+TICK = 0.05
+
+_pynetdicom_dul_init = DULServiceProvider.__init__
+_pynetdicom_dul_send = DULServiceProvider._send
+_pynetdicom_send_msg = DIMSEServiceProvider.send_msg
+_pynetdicom_send_pdu = DULServiceProvider.send_pdu
+_pynetdicom_kill_dul = DULServiceProvider.kill_dul
+_pynetdicom_association_init = Association.__init__
+_pynetdicom_kill = Association.kill
+
+
+class _Wakeup:
+    """A pipe that a DUL thread can ``select`` on together with its socket."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+        self.closed = False
+
+    def set(self) -> None:
+        if self.closed:
+            return
+        try:
+            os.write(self.write_fd, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # full (a wake-up is already pending) or closed meanwhile
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.read_fd, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        self.closed = True
+        for fd in (self.read_fd, self.write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class _Checkpoint(threading.Event):
+    """The association reactor's pause checkpoint (pynetdicom's ``_reactor_checkpoint``).
+
+    Whoever clears it wants the reactor parked on it before touching the DIMSE queue
+    themselves (``send_c_*`` waits for ``_is_paused``), so clearing it also wakes the
+    reactor, which then blocks here instead of waiting out its tick.
+    """
+
+    def __init__(self, attention: threading.Event) -> None:
+        super().__init__()
+        self.set()
+        self._attention = attention
+
+    def clear(self) -> None:
+        super().clear()
+        self._attention.set()
+
+
+def _wakeup(dul: DULServiceProvider) -> _Wakeup:
+    return dul._vitrine_wakeup
+
+
+def _attention(assoc: Association) -> threading.Event:
+    return assoc._vitrine_attention
+
+
+def _wait_for_io(dul: DULServiceProvider, wakeup: _Wakeup) -> None:
+    """Block until the peer sends something, the user queues a primitive, or a tick."""
+    transport = dul.socket
+    sock = getattr(transport, "socket", None)
+    watched = [wakeup.read_fd]
+    if sock is not None and getattr(transport, "_is_connected", False):
+        pending = getattr(sock, "pending", None)  # TLS may hold decrypted bytes
+        if pending is not None and pending():
+            return
+        watched.append(sock)
+    try:
+        select.select(watched, [], [], TICK)
+    except (OSError, ValueError):
+        # The socket closed under us; pynetdicom's own check turns that into Evt17.
+        return
+    wakeup.drain()
+
+
+def _run_dul_reactor(self: DULServiceProvider) -> None:
+    """The DUL thread: same order of work as pynetdicom's loop, waiting in select."""
+    wakeup = _wakeup(self)
+    self._idle_timer.start()
+    try:
+        while True:
+            if not self.assoc._dul_ready.is_set():
+                self.assoc._dul_ready.set()
+            if self._kill_thread:
+                break
+            if self.artim_timer.expired:
+                self.event_queue.put("Evt18")
+            try:
+                # Either encode and send one primitive or read and decode one PDU.
+                if self._process_recv_primitive():
+                    pass
+                elif self._is_transport_event():
+                    self._idle_timer.restart()
+            except Exception as exc:  # noqa: BLE001 - as pynetdicom does: abort at once
+                log.exception("DIMSE transport failed, aborting the association: %s", exc)
+                abort = A_ABORT_RQ()
+                abort.source = 0x02
+                abort.reason_diagnostic = 0x00
+                self.socket.send(abort.encode())  # a closed socket reports Evt17 itself
+                self.assoc.is_aborted = True
+                self.assoc.is_established = False
+                self.assoc._kill = True
+                self._kill_thread = True
+                _attention(self.assoc).set()
+                return
+            try:
+                event = self.event_queue.get(block=False)
+            except queue.Empty:
+                _wait_for_io(self, wakeup)
+                continue
+            self.state_machine.do_action(event)
+            # Whatever the action produced for the user side is queued by now.
+            _attention(self.assoc).set()
+    finally:
+        _attention(self.assoc).set()
+        wakeup.close()
+
+
+def _run_association_reactor(self: Association) -> None:
+    """The association (acceptor or requestor) thread, woken by the DUL thread.
+
+    The checks are pynetdicom's, in its order: serve a complete DIMSE message, answer
+    a release request, notice an abort, notice the DUL thread's end, and the network
+    timeout.
+    """
+    attention = _attention(self)
+    self._is_paused = False
+    while not self._kill:
+        attention.wait(TICK)
+        attention.clear()
+
+        # ``send_c_*`` on another thread pauses this loop here (pynetdicom's protocol).
+        self._is_paused = True
+        self._reactor_checkpoint.wait()
+        self._is_paused = False
+
+        context_id, msg = self.dimse.get_msg(block=False)
+        if msg:
+            # More may be queued behind it: look again without waiting.
+            attention.set()
+            self._serve_request(msg, context_id)
+
+        if self.is_established and self.acse.is_release_requested():
+            self.acse.send_release(is_response=True)
+            log.debug("association released by the peer")
+            self.is_released = True
+            self.is_established = False
+            evt.trigger(self, evt.EVT_RELEASED, {})
+            self.kill()
+            return
+
+        if self.acse.is_aborted():
+            self.dul.receive_pdu(wait=False)  # so that EVT_ACSE_RECV fires
+            self.is_aborted = True
+            self.is_established = False
+            evt.trigger(self, evt.EVT_ABORTED, {})
+            self.kill()
+            return
+
+        if not self.dul.is_alive():
+            self.kill()
+            return
+
+        if self.dul.idle_timer_expired():
+            log.error("network timeout on the association with %s", self.requestor.ae_title)
+            if self.network_timeout_response == "A-RELEASE":
+                self._is_paused = True
+                self._reactor_checkpoint.wait()
+                self.release()
+                self._is_paused = False
+            else:
+                self.abort()
+            self.kill()
+            return
+
+
+def _dul_init(self: DULServiceProvider, assoc: Association) -> None:
+    _pynetdicom_dul_init(self, assoc)
+    self._vitrine_wakeup = _Wakeup()
+    self._vitrine_send_lock = threading.Lock()
+
+
+def _association_init(self: Association, *args, **kwargs) -> None:
+    self._vitrine_attention = threading.Event()
+    _pynetdicom_association_init(self, *args, **kwargs)
+    self._reactor_checkpoint = _Checkpoint(self._vitrine_attention)
+
+
+def _recv(self: AssociationSocket, nr_bytes: int) -> bytearray:
+    """Read ``nr_bytes`` into one buffer, as few system calls as the kernel allows
+    (pynetdicom reads 4 KiB at a time and appends); fewer on a closed connection."""
+    buffer = bytearray(nr_bytes)
+    view = memoryview(buffer)
+    nr_read = 0
+    while nr_read < nr_bytes:
+        count = self.socket.recv_into(view[nr_read:])
+        if not count:
+            del view
+            del buffer[nr_read:]
+            break
+        nr_read += count
+    return buffer
+
+
+def _send_pdu(self: DULServiceProvider, primitive) -> None:
+    _pynetdicom_send_pdu(self, primitive)
+    _wakeup(self).set()
+
+
+def _kill_dul(self: DULServiceProvider) -> None:
+    _pynetdicom_kill_dul(self)
+    _wakeup(self).set()
+
+
+def _stop_dul(self: DULServiceProvider) -> bool:
+    """Stop the DUL thread if the connection is closed (state Sta1); True if stopped."""
+    if self.state_machine.current_state != "Sta1":
+        return False
+    self._kill_thread = True
+    _wakeup(self).set()
+    if threading.current_thread() is not self and self.is_alive():
+        self.join()
+    return True
+
+
+def _kill(self: Association) -> None:
+    _attention(self).set()
+    _pynetdicom_kill(self)
+
+
+# --- writing P-DATA from the sending thread -------------------------------------------
+#
+# pynetdicom hands every P-DATA-TF PDU of a message to the DUL thread through a queue
+# and its state machine, one PDU per loop, encoding each by concatenation. For a 512 KiB
+# instance sent to a peer with 16 KiB PDUs that is 32 trips through the DUL thread. In
+# the data transfer state (Sta6) sending P-DATA changes no state (DT-1), so the thread
+# that owns the message writes its PDUs to the socket itself, in one ``sendmsg`` of
+# headers and slices of the data, under a lock that the DUL thread's own sends share.
+
+# P-DATA-TF PDU header and its single PDV item header (PS3.8 9.3.5): PDU type, reserved,
+# PDU length, item length, presentation context ID, message control header.
+_PDATA_HEADER = struct.Struct(">BBIIBB")
+_COMMAND, _LAST = 0x01, 0x02
+_IOV_MAX = 512
+
+
+def write_message(
+    dul: DULServiceProvider, context_id: int, command: bytes, data, maximum_pdu: int
+) -> None:
+    """Write one DIMSE message (an encoded command set and optional data set bytes)
+    as P-DATA-TF PDUs no larger than the peer's ``maximum_pdu`` (0: unlimited).
+
+    Raises ``ConnectionError`` when the connection fails; the DUL thread is told, as
+    pynetdicom's own send does (Evt17).
+    """
+    buffers: list = []
+    _fragments(buffers, context_id, memoryview(command), _COMMAND, maximum_pdu)
+    if data is not None and len(data):
+        _fragments(buffers, context_id, memoryview(data).cast("B"), 0, maximum_pdu)
+    sock = dul.socket.socket
+    try:
+        with dul._vitrine_send_lock:
+            _send_all(sock, buffers)
+    except OSError as exc:
+        dul.event_queue.put("Evt17")
+        _wakeup(dul).set()
+        raise ConnectionError(f"sending to the peer failed: {exc}") from exc
+    dul._idle_timer.restart()
+
+
+def _fragments(buffers: list, context_id: int, view: memoryview, kind: int, maximum_pdu: int) -> None:
+    size = maximum_pdu - 6 if maximum_pdu else len(view)
+    size = max(size, 1)
+    for start in range(0, len(view), size):
+        piece = view[start : start + size]
+        control = kind | (_LAST if start + size >= len(view) else 0)
+        buffers.append(_PDATA_HEADER.pack(0x04, 0, len(piece) + 6, len(piece) + 2, context_id, control))
+        buffers.append(piece)
+
+
+def _send_all(sock: socket.socket, buffers: list) -> None:
+    index = 0
+    while index < len(buffers):
+        batch = buffers[index : index + _IOV_MAX]
+        sent = sock.sendmsg(batch)
+        # Skip the buffers sent whole; keep the unsent tail of a partly sent one.
+        for buffer in batch:
+            length = len(buffer)
+            if sent >= length:
+                sent -= length
+                index += 1
+                continue
+            buffers[index] = memoryview(buffer)[sent:]
+            break
+
+
+def can_write_directly(dul: DULServiceProvider) -> bool:
+    """Whether P-DATA may bypass the DUL thread now: data transfer state, nothing
+    queued for the DUL before it, and a plain TCP socket (TLS goes through pynetdicom)."""
+    transport = dul.socket
+    sock = getattr(transport, "socket", None)
+    return (
+        dul.state_machine.current_state == "Sta6"
+        and not dul.to_provider_queue.queue
+        and type(sock) is socket.socket
+    )
+
+
+def _send_msg(self: DIMSEServiceProvider, primitive, context_id: int) -> None:
+    if not can_write_directly(self.dul):
+        _pynetdicom_send_msg(self, primitive, context_id)
+        return
+    table = _RQ_TO_MESSAGE if primitive.MessageIDBeingRespondedTo is None else _RSP_TO_MESSAGE
+    message = table[primitive.__class__]()
+    message.primitive_to_message(primitive)
+    message.context_id = context_id
+    evt.trigger(self.assoc, evt.EVT_DIMSE_SENT, {"message": message})
+    if message._data_set_path is not None:
+        path, offset = message._data_set_path
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    else:
+        data = message.data_set.getvalue() if message.data_set is not None else None
+    write_message(self.dul, context_id, encode(message.command_set, True, True), data, self.maximum_pdu_size)
+
+
+def _dul_send(self: DULServiceProvider, pdu) -> None:
+    with self._vitrine_send_lock:
+        _pynetdicom_dul_send(self, pdu)
+
+
+def install() -> None:
+    """Switch every pynetdicom association in this process to the waiting reactors
+    (idempotent)."""
+    DULServiceProvider.__init__ = _dul_init  # type: ignore[method-assign]
+    DULServiceProvider.run_reactor = _run_dul_reactor  # type: ignore[method-assign]
+    DULServiceProvider.send_pdu = _send_pdu  # type: ignore[method-assign]
+    DULServiceProvider.kill_dul = _kill_dul  # type: ignore[method-assign]
+    DULServiceProvider.stop_dul = _stop_dul  # type: ignore[method-assign]
+    DULServiceProvider._send = _dul_send  # type: ignore[method-assign]
+    DIMSEServiceProvider.send_msg = _send_msg  # type: ignore[method-assign]
+    AssociationSocket.recv = _recv  # type: ignore[method-assign]
+    Association.__init__ = _association_init  # type: ignore[method-assign]
+    Association._run_reactor = _run_association_reactor  # type: ignore[method-assign]
+    Association.kill = _kill  # type: ignore[method-assign]
