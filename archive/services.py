@@ -67,6 +67,24 @@ def store_file(temp_path: str | Path, *, sha256: str | None = None, **options) -
     return outcome
 
 
+class StoreSession:
+    """The studies and series one receiver has met, kept across its batches.
+
+    A DIMSE association stores its instances one C-STORE at a time, mostly into the
+    same series; with a session each store looks its study and series up once per
+    association instead of once per instance. A failed batch empties the session, so a
+    row deleted meanwhile is looked up afresh on the next try.
+    """
+
+    def __init__(self) -> None:
+        self.studies: dict[str, Study] = {}
+        self.series: dict[str, tuple[Series, bool]] = {}
+
+    def forget(self) -> None:
+        self.studies.clear()
+        self.series.clear()
+
+
 def store_files(
     files: list[tuple[str | Path, str | None]],
     *,
@@ -74,13 +92,14 @@ def store_files(
     owner=None,
     visibility: str | None = None,
     expect_study_uid: str | None = None,
+    session: StoreSession | None = None,
 ) -> list[StoreOutcome | ArchiveError]:
     """Admit a batch of temporary files (with their SHA-256 if known), one outcome each.
 
     Each file succeeds or fails on its own, but the batch shares the costly parts: one
     query for duplicates, one fsync per folder, and one database commit (a savepoint per
     file keeps a failing row from taking the others with it). Every temporary file is
-    consumed.
+    consumed. A ``session`` carries the study and series rows over to the next batch.
     """
     items = [_Item(Path(path), sha) for path, sha in files]
     storage = get_storage()
@@ -96,12 +115,14 @@ def store_files(
             item.name = instance_name(entry.study_uid, entry.series_uid, entry.sop_uid, item.sha256)
         storage.admit_many([(item.name, item.temp_path) for item in waiting])
         with transaction.atomic():
-            index = _BatchIndex(received_from, owner, visibility)
+            index = _BatchIndex(received_from, owner, visibility, session or StoreSession())
             for item in waiting:
                 _index_one(item, index)
             index.update_counts()
         committed = True
     finally:
+        if session is not None and not committed:
+            session.forget()
         for item in items:
             item.temp_path.unlink(missing_ok=True)
         for item in waiting:
@@ -139,7 +160,10 @@ def _check(item: _Item, expect_study_uid: str | None) -> None:
 
 def _find_duplicates(items: list[_Item]) -> None:
     """Settle SOP Instance UIDs stored already, or sent twice in the batch."""
-    stored = Instance.objects.filter(sop_uid__in=[i.entry.sop_uid for i in items]).select_related("series__study")
+    uids = [i.entry.sop_uid for i in items]
+    # Most instances are new: ask for bare keys first, whole rows only for those found.
+    found = list(Instance.objects.filter(sop_uid__in=uids).values_list("pk", flat=True))
+    stored = Instance.objects.filter(pk__in=found).select_related("series__study") if found else ()
     known = {instance.sop_uid: instance for instance in stored}
     first_in_batch: dict[str, _Item] = {}
     for item in items:
@@ -167,10 +191,10 @@ def _find_duplicates(items: list[_Item]) -> None:
 class _BatchIndex:
     """Patients, studies and series met in one batch, and the counts to add to them."""
 
-    def __init__(self, received_from: str, owner, visibility: str | None) -> None:
+    def __init__(self, received_from: str, owner, visibility: str | None, session: StoreSession) -> None:
         self.received_from, self.owner, self.visibility = received_from[:64], owner, visibility
-        self.studies: dict[str, Study] = {}
-        self.series: dict[str, tuple[Series, bool]] = {}
+        self.studies = session.studies
+        self.series = session.series  # uid → (row, created in this batch)
         self.added: dict[int, int] = {}  # series pk → new instances
         self.modalities: dict[int, set[str]] = {}
 
@@ -208,12 +232,19 @@ class _BatchIndex:
             raise InvalidInput(f"series {entry.series_uid} belongs to another study")
         return series
 
+    def forget(self, entry: IndexEntry) -> None:
+        """Drop the rows an item's rolled-back savepoint may have created."""
+        self.studies.pop(entry.study_uid, None)
+        self.series.pop(entry.series_uid, None)
+
     def update_counts(self) -> None:
         for series, created in self.series.values():
             added = self.added.get(series.pk, 0)
             if added:
                 Series.objects.filter(pk=series.pk).update(num_instances=F("num_instances") + added)
         for study in self.studies.values():
+            if not any(self.added.get(s.pk) for s, _ in self.series.values() if s.study_id == study.pk):
+                continue
             series_here = [(s, c) for s, c in self.series.values() if s.study_id == study.pk]
             added = sum(self.added.get(s.pk, 0) for s, _ in series_here)
             new_series = sum(1 for s, c in series_here if c and self.added.get(s.pk))
@@ -225,7 +256,11 @@ class _BatchIndex:
                 current = Study.objects.select_for_update().values_list("modalities", flat=True).get(pk=study.pk)
                 modalities = [m for m in current.split("\\") if m]
                 update["modalities"] = "\\".join(modalities + sorted(self.modalities[study.pk] - set(modalities)))
+                study.modalities = update["modalities"]
             Study.objects.filter(pk=study.pk).update(**update)
+        # A session's next batch must not count these series as new again.
+        for uid, (series, _) in self.series.items():
+            self.series[uid] = (series, False)
 
 
 def _index_one(item: _Item, index: _BatchIndex) -> None:
@@ -248,9 +283,11 @@ def _index_one(item: _Item, index: _BatchIndex) -> None:
                 return
             instance = Instance.objects.create(sop_uid=entry.sop_uid, series=series, **fields)
     except InvalidInput as exc:
+        index.forget(entry)
         _fail(item, exc)
         return
     except IntegrityError:
+        index.forget(entry)
         # Another receiver stored the same SOP Instance UID a moment ago.
         raced = Instance.objects.get(sop_uid=entry.sop_uid)
         if raced.sha256 == item.sha256:

@@ -19,7 +19,7 @@ from pynetdicom import build_context, evt
 from pynetdicom.sop_class import Verification
 
 from ..errors import ArchiveError, Forbidden, OutOfResources
-from ..services import store_file
+from ..services import StoreSession, store_file
 from ..storage import get_storage
 from . import queries, status
 from .access import Access, decide, find_destination
@@ -155,8 +155,18 @@ def handle_store(event) -> int:
         if exc.errno == errno.ENOSPC:
             raise OutOfResources("the archive storage is full") from None
         raise
-    store_file(temp.name, sha256=digest, received_from=event.assoc.requestor.ae_title)
+    store_file(
+        temp.name, sha256=digest, received_from=event.assoc.requestor.ae_title, session=_store_session(event)
+    )
     return status.SUCCESS
+
+
+def _store_session(event) -> StoreSession:
+    """One per association: its C-STOREs mostly share a study and a series."""
+    session = getattr(event.assoc, "vitrine_store_session", None)
+    if session is None:
+        session = event.assoc.vitrine_store_session = StoreSession()
+    return session
 
 
 @dimse_errors("C-FIND")

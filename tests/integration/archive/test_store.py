@@ -126,3 +126,54 @@ def test_a_study_cannot_change_patient(archive_storage):
         store_file(_incoming(to_bytes(intruder)))
     assert Instance.objects.count() == 1
     assert len(stored_files(archive_storage)) == 1
+
+
+def test_a_session_counts_each_series_once_across_stores(archive_storage):
+    from archive.services import StoreSession
+
+    session = StoreSession()
+    first, second = ct_series(3), ct_series(2, study_uid=None)
+    second = ct_series(2, study_uid=first[0].StudyInstanceUID, patient_id=first[0].PatientID)
+    for ds in first + second:
+        store_file(_incoming(to_bytes(ds)), session=session)
+    study = Study.objects.get()
+    assert (study.num_series, study.num_instances) == (2, 5)
+    assert sorted(Series.objects.values_list("num_instances", flat=True)) == [2, 3]
+
+
+@pytest.mark.django_db(transaction=True)  # real commits: foreign keys are checked there
+def test_a_session_survives_its_study_being_deleted(archive_storage):
+    from django.db import IntegrityError
+
+    from archive.services import StoreSession, delete_study
+
+    session = StoreSession()
+    first, again = ct_series(2)
+    store_file(_incoming(to_bytes(first)), session=session)
+    delete_study(Study.objects.get())
+    # The session still holds the deleted rows: the store fails at its commit, leaves
+    # nothing behind, and the next one succeeds with fresh rows.
+    with pytest.raises(IntegrityError):
+        store_file(_incoming(to_bytes(again)), session=session)
+    assert Instance.objects.count() == 0 and stored_files(archive_storage) == []
+    store_file(_incoming(to_bytes(again)), session=session)
+    study = Study.objects.get()
+    assert (study.num_series, study.num_instances) == (1, 1)
+    assert Instance.objects.get().sop_uid == again.SOPInstanceUID
+    assert sorted(stored_files(archive_storage)) == [Instance.objects.get().path]
+
+
+def test_a_failed_store_in_a_session_keeps_no_new_rows(archive_storage):
+    from archive.services import StoreSession
+
+    session = StoreSession()
+    first = ct_slice(patient_id="A")
+    intruder_study = ct_slice(patient_id="B")  # a new study, refused below for its series
+    store_file(_incoming(to_bytes(first)), session=session)
+    clash = ct_slice(patient_id="B", study_uid=intruder_study.StudyInstanceUID, series_uid=first.SeriesInstanceUID)
+    with pytest.raises(InvalidInput, match="belongs to another study"):
+        store_file(_incoming(to_bytes(clash)), session=session)
+    assert Study.objects.count() == 1 and Patient.objects.count() == 1
+    store_file(_incoming(to_bytes(intruder_study)), session=session)
+    assert Study.objects.count() == 2
+    assert Study.objects.get(study_uid=intruder_study.StudyInstanceUID).num_instances == 1
