@@ -3,9 +3,15 @@ import os
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "archive.settings")
-application = get_wsgi_application()
+django_application = get_wsgi_application()
 
 # Import every view now rather than on each worker's first request.
-from django.urls import get_resolver  # noqa: E402
+from django.urls import get_resolver
 
-get_resolver().url_patterns
+get_resolver().url_patterns  # noqa: B018
+
+# Tiles of public images skip Django's middleware and URL resolver (docs/serving.md);
+# every other request, private images' tiles included, goes to Django as it is.
+from iiif.fastpath import ImageFastPath
+
+application = ImageFastPath(django_application)

@@ -218,11 +218,15 @@ _cache = SourceCache(_setting("VITRINE_IIIF_CACHE_BYTES", _DEFAULT_CACHE_BYTES))
 # Rendered images that were not a stored tile (edge tiles, thumbnails, regions): cheap
 # to keep, dear to make again.  Keyed by the source's key and the canonical request.
 rendered_cache = SourceCache(_setting("VITRINE_IIIF_RENDERED_CACHE_BYTES", 64 * 1024**2))
+# Where the whole stored tile that answers a request lies (iiif.images): small entries,
+# so that a repeated tile skips parsing and planning.
+tile_plans = SourceCache(8 * 1024**2)
 
 
 def clear_cache() -> None:
     _cache.clear()
     rendered_cache.clear()
+    tile_plans.clear()
 
 
 # --- opened images ----------------------------------------------------------------------
@@ -235,6 +239,66 @@ class OpenedImage:
     source: ImageSource
     visibility: str
     key: tuple = ()  # the source's cache key: stored paths, frame, window
+
+
+@dataclass(frozen=True)
+class FoundImage:
+    """What the lookup of an identifier found: whose it is, and how to open it.
+
+    ``open`` runs the checks that come after access (a frame that does not exist, a WSI
+    level named on its own), then opens the source through the cache.
+    """
+
+    uid: str
+    visibility: str
+    owner_id: int | None
+    open: Callable[[], OpenedImage]
+
+
+def find_image(identifier: str) -> FoundImage:
+    """Look up an identifier (one query), without checking who asks.
+
+    Raises
+    ------
+    ImageNotFound
+        No series or instance has this UID (404).
+    InvalidIIIFRequest
+        A window on a whole-slide image (400).
+    """
+    name = parse_image_name(identifier)
+    rows = _lookup(_WSI_LEVELS_SQL, (name.uid, WSI_SOP_CLASS)) if name.frame is None else []
+    if rows:
+        if name.window is not None:
+            raise InvalidIIIFRequest(f"a whole-slide image is in colour and takes no window, got {identifier!r}")
+        visibility = rows[0][1]
+        paths = tuple(sorted(row[0] for row in rows))
+
+        def open_pyramid() -> OpenedImage:
+            key = ("wsi", paths)
+            return OpenedImage(_cache.get_or_build(key, lambda: _build_pyramid(paths)), visibility, key)
+
+        return FoundImage(name.uid, visibility, rows[0][2], open_pyramid)
+    found = _lookup(_INSTANCE_SQL, (name.uid,))
+    if not found:
+        raise ImageNotFound(f"no image has the identifier {identifier!r}")
+    path, visibility, owner_id, number_of_frames, sop_class = found[0]
+
+    def open_frame() -> OpenedImage:
+        count = number_of_frames or 1
+        if sop_class == WSI_SOP_CLASS:
+            raise ImageNotFound(f"{name.uid} is one level of a whole-slide image: name its series instead")
+        if name.frame is None and count > 1:
+            raise ImageNotFound(
+                f"instance {name.uid} has {count} frames: name one as {name.uid}:1 to {name.uid}:{count}"
+            )
+        frame = name.frame or 1
+        if frame > count:
+            raise ImageNotFound(f"instance {name.uid} has {count} frames, not {frame}")
+        key = ("frame", path, frame, name.window_text)
+        source = _cache.get_or_build(key, lambda: _build_frame_source(path, frame, name.window))
+        return OpenedImage(source, visibility, key)
+
+    return FoundImage(name.uid, visibility, owner_id, open_frame)
 
 
 def open_image(request, identifier: str) -> OpenedImage:
@@ -251,32 +315,22 @@ def open_image(request, identifier: str) -> OpenedImage:
     NotAcceptable
         The stored pixels are in a form this server cannot decode (406).
     """
-    name = parse_image_name(identifier)
-    rows = _lookup(_WSI_LEVELS_SQL, (name.uid, WSI_SOP_CLASS)) if name.frame is None else []
-    if rows:
-        if name.window is not None:
-            raise InvalidIIIFRequest(f"a whole-slide image is in colour and takes no window, got {identifier!r}")
-        check_study_access(request, rows[0][1], rows[0][2], f"image {name.uid}")
-        paths = tuple(sorted(row[0] for row in rows))
-        key = ("wsi", paths)
-        source = _cache.get_or_build(key, lambda: _build_pyramid(paths))
-        return OpenedImage(source, rows[0][1], key)
-    found = _lookup(_INSTANCE_SQL, (name.uid,))
-    if not found:
-        raise ImageNotFound(f"no image has the identifier {identifier!r}")
-    path, visibility, owner_id, number_of_frames, sop_class = found[0]
-    check_study_access(request, visibility, owner_id, f"image {name.uid}")
-    count = number_of_frames or 1
-    if sop_class == WSI_SOP_CLASS:
-        raise ImageNotFound(f"{name.uid} is one level of a whole-slide image: name its series instead")
-    if name.frame is None and count > 1:
-        raise ImageNotFound(f"instance {name.uid} has {count} frames: name one as {name.uid}:1 to {name.uid}:{count}")
-    frame = name.frame or 1
-    if frame > count:
-        raise ImageNotFound(f"instance {name.uid} has {count} frames, not {frame}")
-    key = ("frame", path, frame, name.window_text)
-    source = _cache.get_or_build(key, lambda: _build_frame_source(path, frame, name.window))
-    return OpenedImage(source, visibility, key)
+    found = find_image(identifier)
+    check_study_access(request, found.visibility, found.owner_id, f"image {found.uid}")
+    return found.open()
+
+
+def open_public_image(identifier: str) -> OpenedImage | None:
+    """The image when its study is public, else ``None``, without looking at who asks.
+
+    For :mod:`iiif.fastpath`, which has no user: ``None`` sends the request on to the
+    view, whose :func:`open_image` answers 401, 403 or 200 after checking credentials.
+    Raises what :func:`find_image` and ``open`` raise.
+    """
+    found = find_image(identifier)
+    if found.visibility != Visibility.PUBLIC:
+        return None
+    return found.open()
 
 
 # The per-request lookups, in SQL: they run for every tile, and building the same

@@ -12,38 +12,31 @@ from __future__ import annotations
 
 import functools
 import json
-from urllib.parse import quote
 
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 
 from archive.auth import request_user
-from archive.errors import ArchiveError, NotAcceptable
+from archive.errors import ArchiveError
 from archive.http import error_response
 from archive.models import Visibility
 from iiif import documents, services
 from iiif.errors import ImageNotFound
-from iiif.imageapi import (
-    INFO_MEDIA_TYPE,
-    build_image_link_header,
-    build_info,
-    parse_image_request,
-    render_image,
-    resolve,
+from iiif.imageapi import INFO_MEDIA_TYPE, build_info
+from iiif.imageapi.info import build_link_header
+from iiif.images import (
+    MAX_AREA,
+    MAX_HEIGHT,
+    MAX_WIDTH,
+    PRIVATE_CACHE,
+    PUBLIC_CACHE,
+    answer_image,
+    image_id_url,
 )
-from iiif.imageapi.plan import Passthrough, plan_request
 from iiif.presentation import PRESENTATION_MEDIA_TYPE, build_collection, build_manifest
 
 _ALLOWED = "GET, HEAD, OPTIONS"
-# Published in info.json and enforced by resolve (always the same three numbers).
-MAX_AREA = int(getattr(settings, "VITRINE_IIIF_MAX_AREA", 4096 * 4096))
-MAX_WIDTH = getattr(settings, "VITRINE_IIIF_MAX_WIDTH", None)
-MAX_HEIGHT = getattr(settings, "VITRINE_IIIF_MAX_HEIGHT", None)
 COLLECTION_PAGE_SIZE = int(getattr(settings, "VITRINE_IIIF_PAGE_SIZE", 200))
-# Public images and documents may be cached by browsers and proxies; private ones only
-# by the browser that asked.
-PUBLIC_CACHE = "public, max-age=86400"
-PRIVATE_CACHE = "private, max-age=300"
 
 
 def _cors(response: HttpResponse) -> HttpResponse:
@@ -81,12 +74,6 @@ def iiif_endpoint(view):
     return wrapper
 
 
-def _id_url(request, identifier: str) -> str:
-    # The identifier as the client wrote it: the validator compares info.json's id with
-    # the URL it fetched.
-    return f"{services.public_root(request)}/iiif/3/{quote(identifier, safe=':~')}"
-
-
 def _wants_json_ld(request) -> bool:
     return "application/ld+json" in request.META.get("HTTP_ACCEPT", "")
 
@@ -105,14 +92,14 @@ def _cache_headers(response: HttpResponse, visibility: str) -> HttpResponse:
 def image_base(request, identifier: str):
     """§2.2: the base URI redirects (303) to the image information document."""
     services.open_image(request, identifier)  # 404, 401 and 403 as for info.json
-    return HttpResponseRedirect(f"{_id_url(request, identifier)}/info.json", status=303)
+    return HttpResponseRedirect(f"{image_id_url(request, identifier)}/info.json", status=303)
 
 
 @iiif_endpoint
 def image_info(request, identifier: str):
     opened = services.open_image(request, identifier)
     info = build_info(
-        _id_url(request, identifier), opened.source,
+        image_id_url(request, identifier), opened.source,
         max_width=MAX_WIDTH, max_height=MAX_HEIGHT, max_area=MAX_AREA,
         auth_services=services.auth_services(request, opened.visibility),
     )
@@ -125,39 +112,10 @@ def image_info(request, identifier: str):
 def image(request, identifier: str, region: str, size: str, rotation: str, quality_format: str):
     # Access first: a private image answers 401 whatever the rest of the URL says.
     opened = services.open_image(request, identifier)
-    parsed = parse_image_request(region, size, rotation, quality_format)
-    source = opened.source
-    resolved = resolve(parsed, source.width, source.height, MAX_WIDTH, MAX_HEIGHT, MAX_AREA)
-    body, media_type = _render(opened, resolved)
-    response = HttpResponse(body, content_type=media_type)
-    response["Link"] = build_image_link_header(_id_url(request, identifier), resolved)
+    answer = answer_image(opened, region, size, rotation, quality_format)
+    response = HttpResponse(answer.body, content_type=answer.media_type)
+    response["Link"] = build_link_header(image_id_url(request, identifier), answer.canonical_path)
     return _cache_headers(response, opened.visibility)
-
-
-def _render(opened: services.OpenedImage, resolved) -> tuple[bytes, str]:
-    """Render, keeping what had to be decoded and encoded (not stored tiles) for next time."""
-    key = (opened.key, resolved.canonical_path)
-    cached = services.rendered_cache.get(key)
-    if cached is not None:
-        return cached
-    source = opened.source
-    plan = plan_request(source, resolved)
-    try:
-        out = render_image(source, resolved)
-    except OSError as exc:  # Pillow on a stored frame it cannot decode
-        raise NotAcceptable(f"a stored frame of this image cannot be decoded: {exc}") from None
-    if not _is_whole_stored_tile(plan, source, resolved):
-        services.rendered_cache.put(key, out, len(out[0]))
-    return out
-
-
-def _is_whole_stored_tile(plan, source, resolved) -> bool:
-    """A passthrough of a full-size tile: the bytes came from storage, so keeping them gains nothing.
-    Edge tiles are stored padded, so they are cropped and re-encoded: those are kept."""
-    if not isinstance(plan, Passthrough):
-        return False
-    level = source.levels[plan.level]
-    return (resolved.output_width, resolved.output_height) == (level.tile_width, level.tile_height)
 
 
 # --- Presentation API ---------------------------------------------------------------------

@@ -34,7 +34,9 @@ class MeshParams:
     Give exactly one of ``iso`` (a level), ``band`` ((low, high) inclusive),
     ``preset`` (a key of :data:`HU_PRESETS`) or ``otsu=True``. ``crop`` is a voxel
     box ``(z0, z1, y0, y1, x0, x1)`` (half-open); ``downsample`` an integer block
-    size. ``smooth_iterations=0`` and ``decimate_ratio=None`` skip those stages.
+    size. ``smooth_iterations=0`` skips smoothing; ``decimate_ratio`` (a share of the
+    faces) or ``decimate_count`` (at most this many faces) turns decimation on, so a
+    job with a triangle budget decimates before the one measuring pass.
     """
 
     iso: float | None = None
@@ -48,6 +50,7 @@ class MeshParams:
     smooth_iterations: int = SMOOTH_ITERATIONS
     smooth_passband: float = SMOOTH_PASSBAND
     decimate_ratio: float | None = None
+    decimate_count: int | None = None
     threads: int | None = None
 
 
@@ -195,9 +198,15 @@ def mesh_volume(volume: Volume, spacing_mm: Spacing, params: MeshParams,
         mesh = smooth(mesh, params.smooth_iterations, params.smooth_passband,
                       threads=params.threads)
         report("smooth", 1.0)
+    if params.decimate_ratio is not None and params.decimate_count is not None:
+        raise InvalidInput("give at most one of decimate_ratio and decimate_count")
     if params.decimate_ratio is not None and len(mesh.faces):
         report("decimate", 0.0)
-        mesh = decimate(mesh, ratio=params.decimate_ratio)
+        mesh = decimate(mesh, ratio=params.decimate_ratio, threads=params.threads)
+        report("decimate", 1.0)
+    elif params.decimate_count is not None and len(mesh.faces) > params.decimate_count:
+        report("decimate", 0.0)
+        mesh = decimate(mesh, count=params.decimate_count, threads=params.threads)
         report("decimate", 1.0)
     if np.any(offset):
         mesh = Mesh((mesh.vertices.astype(np.float64) + offset).astype(np.float32), mesh.faces)

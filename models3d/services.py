@@ -47,7 +47,6 @@ from archive.services import StoreOutcome, store_files
 from archive.storage import get_storage
 from models3d import formats, measure, pipeline, volumes
 from models3d.kernels import Mesh as MeshArrays
-from models3d.kernels import decimate, isosurface
 from models3d.kernels.config import SMOOTH_ITERATIONS, SMOOTH_PASSBAND
 from models3d.models import Mesh, MeshJob
 
@@ -486,50 +485,8 @@ def _label_volumes(job: MeshJob, geometry: volumes.VolumeGeometry, volume: np.nd
 
 def _mesh_one(data: np.ndarray, spacing_mm, params: pipeline.MeshParams, target: int | None,
               report: Callable[[str, float], None]) -> tuple[MeshArrays, measure.MeshMeasurements]:
-    """The pipeline, decimating to at most ``target`` triangles.
-
-    The pipeline takes a decimation *ratio*. Where the isosurface's triangle count can
-    be had cheaply (one more isosurface pass, ~2 % of a job) the ratio is computed
-    from it, so decimation runs inside the pipeline and only the decimated mesh is
-    measured; measuring the full mesh costs far more than counting it. Otherwise the
-    count is applied after the pipeline, and the result measured again.
-    """
-    if target is None:
-        return pipeline.mesh_volume(data, spacing_mm, params, on_progress=report)
-    counted = _isosurface_faces(data, spacing_mm, params)
-    if counted is not None:
-        ratio = None if counted <= target else target / counted
-        return pipeline.mesh_volume(data, spacing_mm, replace(params, decimate_ratio=ratio), on_progress=report)
-    mesh, measured = pipeline.mesh_volume(data, spacing_mm, params, on_progress=report)
-    if len(mesh.faces) > target:
-        report("decimate", 0.0)
-        mesh = decimate(mesh, count=target)
-        report("decimate", 1.0)
-        report("measure", 0.0)
-        measured = measure.measure_mesh(mesh)
-        report("measure", 1.0)
-    return mesh, measured
-
-
-def _isosurface_faces(data: np.ndarray, spacing_mm, params: pipeline.MeshParams) -> int | None:
-    """Triangles the pipeline's isosurface will have (smoothing keeps them), or None when
-    the surface input is not a plain level of the (cropped) volume: bands, block means,
-    component filters."""
-    if params.band is not None or params.downsample != 1 or params.keep_largest or params.min_island_mm3 > 0:
-        return None
-    volume, spacing, _ = pipeline.crop_and_downsample(data, spacing_mm, params.crop, 1)
-    if params.preset is not None:
-        levels = pipeline.HU_PRESETS.get(params.preset, ())
-        if len(levels) != 1:
-            return None
-        iso = levels[0]
-    elif params.otsu:
-        iso = pipeline.otsu_threshold(volume)
-    elif params.iso is not None:
-        iso = float(params.iso)
-    else:
-        return None
-    return len(isosurface(volume, iso, spacing, threads=params.threads).faces)
+    """The pipeline, decimating to at most ``target`` triangles before it measures."""
+    return pipeline.mesh_volume(data, spacing_mm, replace(params, decimate_count=target), on_progress=report)
 
 
 # --- DICOM --------------------------------------------------------------------------------

@@ -145,8 +145,8 @@ def _run_dul_reactor(self: DULServiceProvider) -> None:
                     pass
                 elif self._is_transport_event():
                     self._idle_timer.restart()
-            except Exception as exc:  # noqa: BLE001 - as pynetdicom does: abort at once
-                log.exception("DIMSE transport failed, aborting the association: %s", exc)
+            except Exception:  # as pynetdicom does: abort at once
+                log.exception("DIMSE transport failed, aborting the association")
                 abort = A_ABORT_RQ()
                 abort.source = 0x02
                 abort.reason_diagnostic = 0x00

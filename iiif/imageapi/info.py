@@ -24,6 +24,7 @@ __all__ = [
     "PROTOCOL",
     "build_image_link_header",
     "build_info",
+    "build_link_header",
     "build_scale_factors",
 ]
 
@@ -173,5 +174,9 @@ def build_image_link_header(id_url: str, resolved: ResolvedRequest) -> str:
     str
         ``<{id}/{canonical}>;rel="canonical", <.../level2.json>;rel="profile"``
     """
-    canonical = f"{id_url}/{resolved.canonical_path}"
-    return f'<{canonical}>;rel="canonical", <{PROFILE_URI}>;rel="profile"'
+    return build_link_header(id_url, resolved.canonical_path)
+
+
+def build_link_header(id_url: str, canonical_path: str) -> str:
+    """:func:`build_image_link_header` from the canonical path alone (a cached answer's)."""
+    return f'<{id_url}/{canonical_path}>;rel="canonical", <{PROFILE_URI}>;rel="profile"'

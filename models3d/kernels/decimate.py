@@ -1,4 +1,4 @@
-"""Quadric-error edge-collapse decimation (Garland and Heckbert 1997).
+"""Quadric-error edge-collapse decimation (Garland and Heckbert 1997), in parallel.
 
 Every vertex carries the sum of the area-weighted plane quadrics of its faces; an
 edge ``(a, b)`` collapses to the point minimising ``p' (Q_a + Q_b) p`` (or the best
@@ -7,12 +7,25 @@ run passes: each pass picks an error threshold from a sample of the cached edge
 errors (the quantile that would remove ``FRACTION_GAIN`` of what is left to
 remove), then sweeps the faces once and collapses every edge under it whose faces
 no earlier collapse of the same pass has made stale. Fewer, coarser passes are
-faster; more, finer passes come closer to the greedy order of a heap (0.5 beats
-fast_simplification's deviation at about its speed). A collapse is refused when it
-would
+faster; more, finer passes come closer to the greedy order of a heap.
 
-* move a boundary vertex or join two of them (an interior vertex may collapse
-  onto a boundary vertex, which stays put: boundaries are preserved exactly),
+**Parallel sweep.** Vertex ids are cut into contiguous blocks (a spatial slab each,
+since the isosurface numbers vertices slab by slab; other meshes are renumbered along
+their longest axis first). A face whose three corners lie in one block is *pure*; a
+vertex with an impure face is a *border* vertex this pass. Each block sweeps its own
+pure faces in its own thread and collapses only edges between two non-border
+vertices of the block, so every face it reads or rewrites is one of its own pure
+faces and every vertex it moves is its own: blocks never touch the same data and
+need no locks. The block boundaries shift every pass, so border vertices get their
+turn. Near the target the sweep runs as one block, so it stops exactly there.
+
+Each interior edge's error is cached once, in the face that runs it from the lower
+vertex id to the higher (the other face holds +inf), and an edge refused by the rules
+below is set to +inf until a collapse next to it makes its face stale: the sample
+then reflects edges that can still go. A collapse is refused when it would
+
+* move a boundary vertex or join two of them (an interior vertex may collapse onto
+  a boundary vertex, which stays put: boundaries are preserved exactly),
 * break the link condition (the edge's endpoints share other neighbours than the
   two opposite vertices: collapsing would pinch the surface and change topology),
 * flip or nearly flip a surviving face (normal turns by more than ~78 degrees).
@@ -27,43 +40,96 @@ from numba import njit, prange
 
 from archive.errors import InvalidInput
 from models3d.kernels.config import NJIT, NJIT_PARALLEL
-from models3d.kernels.mesh import Mesh, check_mesh
-from models3d.kernels.smoothing import vertex_adjacency
+from models3d.kernels.mesh import Mesh, check_mesh, check_threads, numba_threads
+from models3d.kernels.topology import vertex_faces
 
 #: A surviving face whose normal turns further than this cosine blocks a collapse.
 MIN_NORMAL_COS = 0.2
-_SAMPLE = 200_003
+#: Faces sampled per pass to pick the error threshold.
+_SAMPLE = 65_537
 #: Each pass aims to make this share of the remaining collapses possible.
 FRACTION_GAIN = 0.5
+#: Blocks per thread: several, so a thread the OS preempts holds the others up less.
+BLOCKS_PER_THREAD = 8
+#: A block sweeps at least this many faces; smaller meshes run as one block.
+MIN_FACES_PER_BLOCK = 40_000
+#: When less than this share of the live faces is left to remove, sweep as one block.
+SERIAL_TAIL = 0.02
+_INF = np.float32(np.inf)
+
+
+@njit(**NJIT_PARALLEL)
+def _quadrics_and_boundary(v, faces, off, ref, q, locked):
+    """Per vertex: q (V, 10) float64 sum of area-weighted plane quadrics
+    [aa ab ac ad bb bc bd cc cd dd] of its faces, and locked (V,) bool when one of its
+    edges is used by a single face.
+
+    v (V, 3) float64, faces (F, 3) int32, off/ref the vertex -> faces CSR. Vertices
+    go in chunks so that each chunk has its own scratch for the corner lists.
+    """
+    n = v.shape[0]
+    n_chunks = min(n, 1024)
+    size = (n + n_chunks - 1) // n_chunks if n else 1
+    for c in prange(n_chunks):
+        corners = np.empty(64, np.int64)
+        for vid in range(c * size, min(n, (c + 1) * size)):
+            degree = off[vid + 1] - off[vid]
+            if 2 * degree > corners.shape[0]:
+                corners = np.empty(2 * degree, np.int64)
+            s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = s9 = 0.0
+            for i in range(degree):
+                f = ref[off[vid] + i]
+                a, b, d = faces[f, 0], faces[f, 1], faces[f, 2]
+                # the corners after and before vid: half-edges vid->next and prev->vid
+                if a == vid:
+                    corners[2 * i], corners[2 * i + 1] = b, d
+                elif b == vid:
+                    corners[2 * i], corners[2 * i + 1] = d, a
+                else:
+                    corners[2 * i], corners[2 * i + 1] = a, b
+                ux, uy, uz = v[b, 0] - v[a, 0], v[b, 1] - v[a, 1], v[b, 2] - v[a, 2]
+                wx, wy, wz = v[d, 0] - v[a, 0], v[d, 1] - v[a, 1], v[d, 2] - v[a, 2]
+                nx, ny, nz = uy * wz - uz * wy, uz * wx - ux * wz, ux * wy - uy * wx
+                length = np.sqrt(nx * nx + ny * ny + nz * nz)
+                if length == 0.0:
+                    continue
+                nx, ny, nz = nx / length, ny / length, nz / length
+                dd = -(nx * v[a, 0] + ny * v[a, 1] + nz * v[a, 2])
+                w = 0.5 * length
+                s0 += w * nx * nx
+                s1 += w * nx * ny
+                s2 += w * nx * nz
+                s3 += w * nx * dd
+                s4 += w * ny * ny
+                s5 += w * ny * nz
+                s6 += w * ny * dd
+                s7 += w * nz * nz
+                s8 += w * nz * dd
+                s9 += w * dd * dd
+            q[vid, 0], q[vid, 1], q[vid, 2], q[vid, 3], q[vid, 4] = s0, s1, s2, s3, s4
+            q[vid, 5], q[vid, 6], q[vid, 7], q[vid, 8], q[vid, 9] = s5, s6, s7, s8, s9
+            locked[vid] = _seen_once(corners, 2 * degree)
 
 
 @njit(**NJIT)
-def _quadrics(v, faces):
-    """(V, 10) float64 sum of area-weighted plane quadrics [aa ab ac ad bb bc bd cc cd dd]."""
-    q = np.zeros((v.shape[0], 10))
-    for f in range(faces.shape[0]):
-        a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
-        ux, uy, uz = v[b, 0] - v[a, 0], v[b, 1] - v[a, 1], v[b, 2] - v[a, 2]
-        wx, wy, wz = v[c, 0] - v[a, 0], v[c, 1] - v[a, 1], v[c, 2] - v[a, 2]
-        nx, ny, nz = uy * wz - uz * wy, uz * wx - ux * wz, ux * wy - uy * wx
-        length = np.sqrt(nx * nx + ny * ny + nz * nz)
-        if length == 0.0:
-            continue
-        nx, ny, nz = nx / length, ny / length, nz / length
-        d = -(nx * v[a, 0] + ny * v[a, 1] + nz * v[a, 2])
-        w = 0.5 * length
-        for vid in (a, b, c):
-            q[vid, 0] += w * nx * nx
-            q[vid, 1] += w * nx * ny
-            q[vid, 2] += w * nx * nz
-            q[vid, 3] += w * nx * d
-            q[vid, 4] += w * ny * ny
-            q[vid, 5] += w * ny * nz
-            q[vid, 6] += w * ny * d
-            q[vid, 7] += w * nz * nz
-            q[vid, 8] += w * nz * d
-            q[vid, 9] += w * d * d
-    return q
+def _seen_once(corners, n):
+    """True if some value occurs exactly once in corners[:n] (an edge with one face)."""
+    for i in range(n):
+        # a closed fan pairs next corners (even slots) with previous ones (odd slots)
+        start = 1 - i % 2
+        found = False
+        for j in range(start, n, 2):
+            if corners[j] == corners[i]:
+                found = True
+                break
+        if not found:
+            for j in range(i % 2, n, 2):
+                if j != i and corners[j] == corners[i]:
+                    found = True
+                    break
+        if not found:
+            return True
+    return False
 
 
 @njit(**NJIT)
@@ -111,61 +177,169 @@ def _optimum(q, v, a, b, a_fixed, b_fixed):
     return max(best, 0.0), bx, by, bz
 
 
-@njit(**NJIT)
-def _refs(faces, alive, n_vertices):
-    """Vertex -> alive faces CSR: (V+1,) int64 offsets, (3F,) int32 face ids."""
-    off = np.zeros(n_vertices + 1, np.int64)
-    for f in range(faces.shape[0]):
-        if alive[f]:
-            for m in range(3):
-                off[faces[f, m] + 1] += 1
-    for v in range(n_vertices):
-        off[v + 1] += off[v]
-    fill = off[:-1].copy()
-    ref = np.empty(off[-1], np.int32)
-    for f in range(faces.shape[0]):
-        if alive[f]:
-            for m in range(3):
-                vid = faces[f, m]
-                ref[fill[vid]] = f
-                fill[vid] += 1
-    return off, ref
-
-
 @njit(**NJIT_PARALLEL)
-def _update_errors(v, faces, alive, q, err, stale, locked):
-    """Recompute err (F, 3) for faces flagged stale (edge m runs from corner m to m+1)."""
+def _update_errors(v, faces, alive, q, err, stale, locked, touched, moved_in):
+    """Recompute err (F, 3) float32 in faces flagged stale.
+
+    Edge m runs from corner m to m+1 and is cached only where that goes from the lower
+    vertex id to the higher. Only edges with an end moved in pass ``moved_in``
+    (``touched``) change; +inf entries (new, or refused) are computed afresh.
+    """
     for f in prange(faces.shape[0]):
         if alive[f] and stale[f]:
             for m in range(3):
                 a, b = faces[f, m], faces[f, (m + 1) % 3]
-                err[f, m] = _optimum(q, v, a, b, locked[a], locked[b])[0]
+                if a > b or (locked[a] and locked[b]):
+                    err[f, m] = np.inf  # cached in the twin face, or can never collapse
+                elif touched[a] == moved_in or touched[b] == moved_in or not err[f, m] < np.inf:
+                    err[f, m] = _optimum(q, v, a, b, locked[a], locked[b])[0]
             stale[f] = False
 
 
+@njit(**NJIT_PARALLEL)
+def _centred_float64(vertices):
+    """(V, 3) float64 copy of float32 ``vertices`` about their bounding-box centre, and
+    the centre (3,) float64 (vertices sum in float64 about it with less rounding)."""
+    n = vertices.shape[0]
+    n_chunks = max(1, min(n, 256))
+    size = (n + n_chunks - 1) // n_chunks
+    lo = np.full((n_chunks, 3), np.inf)
+    hi = np.full((n_chunks, 3), -np.inf)
+    for c in prange(n_chunks):
+        for i in range(c * size, min(n, (c + 1) * size)):
+            for d in range(3):
+                x = vertices[i, d]
+                lo[c, d] = min(lo[c, d], x)
+                hi[c, d] = max(hi[c, d], x)
+    centre = np.zeros(3)
+    for d in range(3):
+        if n:
+            centre[d] = (lo[:, d].min() + hi[:, d].max()) / 2
+    out = np.empty((n, 3))
+    for c in prange(n_chunks):
+        for i in range(c * size, min(n, (c + 1) * size)):
+            for d in range(3):
+                out[i, d] = np.float64(vertices[i, d]) - centre[d]
+    return out, centre
+
+
+@njit(**NJIT_PARALLEL)
+def _copy_faces(faces):
+    """A copy of (F, 3) int32 faces, written by all threads."""
+    out = np.empty_like(faces)
+    for f in prange(faces.shape[0]):
+        out[f, 0], out[f, 1], out[f, 2] = faces[f, 0], faces[f, 1], faces[f, 2]
+    return out
+
+
 @njit(**NJIT)
-def _normal(v, a, b, c, p, moved):
-    """Normal (unnormalised) of face (a, b, c) with vertex ``moved`` placed at p (3,)."""
-    ax, ay, az = (p[0], p[1], p[2]) if a == moved else (v[a, 0], v[a, 1], v[a, 2])
-    bx, by, bz = (p[0], p[1], p[2]) if b == moved else (v[b, 0], v[b, 1], v[b, 2])
-    cx, cy, cz = (p[0], p[1], p[2]) if c == moved else (v[c, 0], v[c, 1], v[c, 2])
+def _drop_dead(faces, err, stale, alive):
+    """Move the live faces (and their err, stale) to the front, in order; return their count."""
+    k = 0
+    for f in range(faces.shape[0]):
+        if alive[f]:
+            if k != f:
+                faces[k, 0], faces[k, 1], faces[k, 2] = faces[f, 0], faces[f, 1], faces[f, 2]
+                err[k, 0], err[k, 1], err[k, 2] = err[f, 0], err[f, 1], err[f, 2]
+                stale[k] = stale[f]
+                alive[k] = True
+            k += 1
+    return k
+
+
+@njit(**NJIT)
+def _sample_errors(err, alive, n_samples, seed):
+    """Finite cached errors of up to ``n_samples`` live faces picked pseudo-randomly."""
+    n = err.shape[0]
+    out = np.empty(3 * n_samples, np.float32)
+    k = 0
+    state = (seed * 7919 + 12345) % 2147483648
+    for _ in range(2 * n_samples):
+        if k > out.shape[0] - 3 or n == 0:
+            break
+        state = (state * 1103515245 + 12345) % 2147483648  # an LCG: deterministic
+        f = (state >> 4) % n
+        if alive[f]:
+            for m in range(3):
+                if np.isfinite(err[f, m]):
+                    out[k] = err[f, m]
+                    k += 1
+    return out[:k]
+
+
+@njit(**NJIT_PARALLEL)
+def _assign_blocks(bounds, block):
+    """block (V,) int32 = index of the [bounds[k], bounds[k+1]) range holding each id."""
+    for k in prange(bounds.shape[0] - 1):
+        for u in range(bounds[k], bounds[k + 1]):
+            block[u] = k
+
+
+@njit(**NJIT_PARALLEL)
+def _pure_faces(faces, alive, block, n_blocks, border, pass_id, n_chunks):
+    """Live faces with all corners in one block, grouped by block in face order:
+    (P,) int32 face ids and (n_blocks + 1,) int64 starts. Every corner of a live
+    impure face gets ``border = pass_id``."""
+    n = faces.shape[0]
+    size = max(1, (n + n_chunks - 1) // n_chunks)
+    hist = np.zeros((n_chunks, n_blocks), np.int64)
+    for c in prange(n_chunks):
+        for f in range(c * size, min(n, (c + 1) * size)):
+            if not alive[f]:
+                continue
+            a, b, d = faces[f, 0], faces[f, 1], faces[f, 2]
+            k = block[a]
+            if block[b] == k and block[d] == k:
+                hist[c, k] += 1
+            else:  # every thread that writes here writes the same value
+                border[a] = pass_id
+                border[b] = pass_id
+                border[d] = pass_id
+    pos = np.zeros((n_chunks, n_blocks), np.int64)
+    starts = np.zeros(n_blocks + 1, np.int64)
+    total = 0
+    for k in range(n_blocks):
+        starts[k] = total
+        for c in range(n_chunks):
+            pos[c, k] = total
+            total += hist[c, k]
+    starts[n_blocks] = total
+    out = np.empty(total, np.int32)
+    for c in prange(n_chunks):
+        cursor = pos[c].copy()
+        for f in range(c * size, min(n, (c + 1) * size)):
+            if alive[f]:
+                k = block[faces[f, 0]]
+                if block[faces[f, 1]] == k and block[faces[f, 2]] == k:
+                    out[cursor[k]] = f
+                    cursor[k] += 1
+    return out, starts
+
+
+@njit(**NJIT)
+def _normal(v, a, b, c, px, py, pz, moved):
+    """Normal (unnormalised) of face (a, b, c) with vertex ``moved`` placed at p."""
+    ax, ay, az = (px, py, pz) if a == moved else (v[a, 0], v[a, 1], v[a, 2])
+    bx, by, bz = (px, py, pz) if b == moved else (v[b, 0], v[b, 1], v[b, 2])
+    cx, cy, cz = (px, py, pz) if c == moved else (v[c, 0], v[c, 1], v[c, 2])
     ux, uy, uz, wx, wy, wz = bx - ax, by - ay, bz - az, cx - ax, cy - ay, cz - az
     return uy * wz - uz * wy, uz * wx - ux * wz, ux * wy - uy * wx
 
 
 @njit(**NJIT)
-def _flips(v, faces, alive, off, ref, keep, gone, p):
-    """True if moving ``keep`` and ``gone`` to p flips or degenerates a surviving face."""
+def _flips(v, faces, alive, off, ref, lo, keep, gone, px, py, pz):
+    """True if moving ``keep`` and ``gone`` to p flips or degenerates a surviving face.
+    off/ref: the block's CSR, vertex ids offset by ``lo``."""
     for end in (keep, gone):
-        for r in range(off[end], off[end + 1]):
+        for r in range(off[end - lo], off[end - lo + 1]):
             f = ref[r]
             if not alive[f]:
                 continue
             a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
             if (a == keep or b == keep or c == keep) and (a == gone or b == gone or c == gone):
                 continue  # dies with the edge
-            x0, y0, z0 = _normal(v, a, b, c, p, -1)
-            x1, y1, z1 = _normal(v, a, b, c, p, end)
+            x0, y0, z0 = _normal(v, a, b, c, px, py, pz, -1)
+            x1, y1, z1 = _normal(v, a, b, c, px, py, pz, end)
             l0 = np.sqrt(x0 * x0 + y0 * y0 + z0 * z0)
             l1 = np.sqrt(x1 * x1 + y1 * y1 + z1 * z1)
             if l1 <= 1e-12 * l0 or x0 * x1 + y0 * y1 + z0 * z1 < MIN_NORMAL_COS * l0 * l1:
@@ -174,15 +348,15 @@ def _flips(v, faces, alive, off, ref, keep, gone, p):
 
 
 @njit(**NJIT)
-def _link_ok(faces, alive, off, ref, a, b, stamp, mark):
+def _link_ok(faces, alive, off, ref, lo, a, b, stamp, mark):
     """Link condition for interior edge (a, b): exactly two shared neighbours."""
-    for r in range(off[a], off[a + 1]):
+    for r in range(off[a - lo], off[a - lo + 1]):
         f = ref[r]
         if alive[f]:
             for m in range(3):
                 mark[faces[f, m]] = stamp
     shared = 0
-    for r in range(off[b], off[b + 1]):
+    for r in range(off[b - lo], off[b - lo + 1]):
         f = ref[r]
         if alive[f]:
             for m in range(3):
@@ -194,56 +368,133 @@ def _link_ok(faces, alive, off, ref, a, b, stamp, mark):
 
 
 @njit(**NJIT)
-def _pass(v, faces, alive, q, err, stale, locked, threshold, n_alive, target, mark, stamp):
-    """One sweep of collapses below ``threshold``; returns (faces alive, next stamp)."""
-    off, ref = _refs(faces, alive, v.shape[0])
-    touched = np.zeros(v.shape[0], np.bool_)
-    p = np.empty(3)
-    for f in range(faces.shape[0]):
-        if n_alive <= target:
+def _collapse(v, q, faces, alive, stale, off, ref, lo, a, b, px, py, pz):
+    """Move a to p, fold b into a; return the number of faces that die (usually 2)."""
+    v[a, 0], v[a, 1], v[a, 2] = px, py, pz
+    for k in range(10):
+        q[a, k] += q[b, k]
+    dead = 0
+    for end in (a, b):
+        for r in range(off[end - lo], off[end - lo + 1]):
+            g = ref[r]
+            if not alive[g]:
+                continue
+            has_a = faces[g, 0] == a or faces[g, 1] == a or faces[g, 2] == a
+            has_b = faces[g, 0] == b or faces[g, 1] == b or faces[g, 2] == b
+            if has_a and has_b:
+                alive[g] = False
+                dead += 1
+                continue
+            for k in range(3):
+                if faces[g, k] == b:
+                    faces[g, k] = a
+            stale[g] = True
+    return dead
+
+
+@njit(**NJIT)
+def _sweep_block(v, faces, alive, q, err, stale, locked, border, touched, mark, pass_id,
+                 threshold, lo, hi, own, quota, stamp, stamp_step):
+    """Collapse edges under ``threshold`` among the block's pure faces ``own`` (int32,
+    face order); vertices [lo, hi). Returns (faces removed, stamps used)."""
+    n = hi - lo
+    off = np.zeros(n + 1, np.int64)
+    for i in range(own.shape[0]):
+        for m in range(3):
+            off[faces[own[i], m] - lo + 1] += 1
+    for u in range(n):
+        off[u + 1] += off[u]
+    ref = np.empty(off[n], np.int32)
+    cursor = off[:n].copy()
+    for i in range(own.shape[0]):
+        f = own[i]
+        for m in range(3):
+            u = faces[f, m] - lo
+            ref[cursor[u]] = f
+            cursor[u] += 1
+    removed, tries = 0, 0
+    for i in range(own.shape[0]):
+        if removed >= quota:
             break
-        if not alive[f]:
+        f = own[i]
+        if not alive[f] or stale[f]:
             continue
         for m in range(3):
-            if err[f, m] > threshold or stale[f]:
+            if not err[f, m] <= threshold:
                 continue
             a, b = faces[f, m], faces[f, (m + 1) % 3]
-            if touched[a] or touched[b] or (locked[a] and locked[b]):
+            if touched[a] == pass_id or touched[b] == pass_id or (locked[a] and locked[b]):
                 continue
+            if border[a] == pass_id or border[b] == pass_id:
+                continue  # some face of a or b belongs to another block this pass
             if locked[b]:  # keep the boundary vertex where it is
                 a, b = b, a
-            stamp += 1
-            if not _link_ok(faces, alive, off, ref, a, b, stamp, mark):
+            tries += 1
+            if not _link_ok(faces, alive, off, ref, lo, a, b, stamp + tries * stamp_step, mark):
+                err[f, m] = np.inf  # until a collapse next to it makes f stale
                 continue
-            _, p[0], p[1], p[2] = _optimum(q, v, a, b, locked[a], False)
-            if _flips(v, faces, alive, off, ref, a, b, p):
+            _, px, py, pz = _optimum(q, v, a, b, locked[a], False)
+            if _flips(v, faces, alive, off, ref, lo, a, b, px, py, pz):
+                err[f, m] = np.inf
                 continue
-            v[a, 0], v[a, 1], v[a, 2] = p[0], p[1], p[2]
-            for k in range(10):
-                q[a, k] += q[b, k]
-            for end in (a, b):
-                for r in range(off[end], off[end + 1]):
-                    g = ref[r]
-                    if not alive[g]:
-                        continue
-                    has_a = faces[g, 0] == a or faces[g, 1] == a or faces[g, 2] == a
-                    has_b = faces[g, 0] == b or faces[g, 1] == b or faces[g, 2] == b
-                    if has_a and has_b:
-                        alive[g] = False
-                        n_alive -= 1
-                        continue
-                    for k in range(3):
-                        if faces[g, k] == b:
-                            faces[g, k] = a
-                    stale[g] = True
+            removed += _collapse(v, q, faces, alive, stale, off, ref, lo, a, b, px, py, pz)
             # Only a's face list is now out of date; faces around it are stale and skipped.
-            touched[a] = True
-            touched[b] = True
+            touched[a] = pass_id
+            touched[b] = pass_id
             break  # this face changed; move on
-    return n_alive, stamp
+    return removed, tries
 
 
-def decimate(mesh: Mesh, ratio: float | None = None, count: int | None = None) -> Mesh:
+@njit(**NJIT_PARALLEL)
+def _sweep(v, faces, alive, q, err, stale, locked, border, touched, mark, pass_id, threshold,
+           bounds, own, starts, quota, stamp, removed, tries):
+    """One pass: every block sweeps its own faces in parallel (see the module docstring).
+    removed/tries (n_blocks,) int64 receive each block's counts."""
+    n_blocks = bounds.shape[0] - 1
+    for k in prange(n_blocks):
+        removed[k], tries[k] = _sweep_block(
+            v, faces, alive, q, err, stale, locked, border, touched, mark, pass_id, threshold,
+            bounds[k], bounds[k + 1], own[starts[k]:starts[k + 1]], quota[k], stamp + k, n_blocks)
+
+
+def _quadrics_and_locks(v: np.ndarray, faces: np.ndarray, n_blocks: int) -> tuple[np.ndarray, np.ndarray]:
+    """(V, 10) float64 vertex quadrics and (V,) bool boundary flags; v (V, 3) float64."""
+    off, ref = vertex_faces(faces, len(v), n_blocks)
+    q = np.empty((len(v), 10))
+    locked = np.empty(len(v), np.bool_)
+    _quadrics_and_boundary(v, faces, off, ref, q, locked)
+    return q, locked
+
+
+def _block_bounds(n_vertices: int, n_blocks: int, pass_id: int) -> np.ndarray:
+    """(n_blocks + 1,) int64 id ranges, shifted by a different fraction every pass."""
+    if n_blocks == 1:
+        return np.array([0, n_vertices], np.int64)
+    size = n_vertices / n_blocks
+    shift = ((pass_id * 0.6180339887498949) % 1.0) * size
+    inner = (shift + size * np.arange(1, n_blocks)).astype(np.int64)
+    return np.concatenate([[0], np.minimum(inner, n_vertices), [n_vertices]]).astype(np.int64)
+
+
+def _spatial_order(v: np.ndarray, faces: np.ndarray, n_blocks: int) -> np.ndarray | None:
+    """A vertex order along the longest axis, or None if ids are already local enough
+    (a face's corners within a small fraction of a block, as the isosurface gives)."""
+    n = len(v)
+    if n_blocks <= 1 or n == 0:
+        return None
+    sample = faces[:: max(1, len(faces) // 100_000)].astype(np.int64)
+    spread = float(np.mean(sample.max(axis=1) - sample.min(axis=1)))
+    if spread < n / (8 * n_blocks):
+        return None
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    axis = int(np.argmax(hi - lo))
+    extent = max(float(hi[axis] - lo[axis]), 1e-30)
+    key = np.minimum((v[:, axis] - lo[axis]) * (65535 / extent), 65535).astype(np.uint16)
+    return np.argsort(key, kind="stable")  # a radix sort for 16-bit keys
+
+
+def decimate(mesh: Mesh, ratio: float | None = None, count: int | None = None,
+             threads: int | None = None) -> Mesh:
     """Reduce a mesh to a target triangle count by quadric-error edge collapse.
 
     Parameters
@@ -254,6 +505,8 @@ def decimate(mesh: Mesh, ratio: float | None = None, count: int | None = None) -
         Target fraction of the faces to keep, in (0, 1].
     count : int, optional
         Target number of faces (give ``ratio`` or ``count``, not both).
+    threads : int, optional
+        Numba threads; all by default.
 
     Returns
     -------
@@ -281,34 +534,63 @@ def decimate(mesh: Mesh, ratio: float | None = None, count: int | None = None) -
         target = int(count)
     if target >= n_faces:
         return mesh
-    v = mesh.vertices.astype(np.float64)
-    centre = (v.min(axis=0) + v.max(axis=0)) / 2 if len(v) else np.zeros(3)
-    v -= centre
-    faces = mesh.faces.copy()  # int32, rewritten in place by the collapses
-    _, _, locked = vertex_adjacency(mesh.faces, len(v))
-    q = _quadrics(v, faces)
+    n_threads = check_threads(threads)
+    with numba_threads(n_threads):
+        return _decimate(mesh, target, n_threads)
+
+
+def _decimate(mesh: Mesh, target: int, n_threads: int) -> Mesh:
+    """The passes of :func:`decimate` on a checked mesh, ``target`` < its face count."""
+    max_blocks = max(1, n_threads * BLOCKS_PER_THREAD)
+    v, centre = _centred_float64(mesh.vertices)
+    faces = _copy_faces(mesh.faces)  # int32, rewritten in place by the collapses
+    order = _spatial_order(v, faces, max_blocks)
+    if order is not None:
+        new_id = np.empty(len(order), np.int32)
+        new_id[order] = np.arange(len(order), dtype=np.int32)
+        v, faces = np.ascontiguousarray(v[order]), new_id[faces]
+    n_vertices, n_faces = len(v), len(faces)
+    q, locked = _quadrics_and_locks(v, faces, max_blocks)
     alive = np.ones(n_faces, np.bool_)
     stale = np.ones(n_faces, np.bool_)
-    err = np.zeros((n_faces, 3), np.float32)  # cached edge errors, only compared
-    mark = np.zeros(len(v), np.int64)
-    n_alive, stamp, idle = n_faces, 0, 0
-    rng = np.random.default_rng(0)
+    err = np.full((n_faces, 3), np.inf, np.float32)  # cached edge errors, only compared
+    block = np.zeros(n_vertices, np.int32)
+    border = np.zeros(n_vertices, np.int32)  # == pass id: has a face in another block
+    touched = np.zeros(n_vertices, np.int32)  # == pass id: moved or removed this pass
+    mark = np.zeros(n_vertices, np.int64)
+    n_alive, stamp, idle, pass_id = n_faces, 1, 0, 0
     while n_alive > target and idle < 3:
-        _update_errors(v, faces, alive, q, err, stale, locked)
-        live = np.flatnonzero(alive)
-        sample = err[rng.choice(live, size=min(_SAMPLE, len(live)), replace=True)].ravel()
-        fraction = min(1.0, FRACTION_GAIN * (n_alive - target) / n_alive + 0.05 * idle)
-        threshold = float(np.quantile(sample, fraction))
-        before = n_alive
-        n_alive, stamp = _pass(v, faces, alive, q, err, stale, locked, threshold,
-                               n_alive, target, mark, stamp)
+        pass_id += 1
+        _update_errors(v, faces, alive, q, err, stale, locked, touched, pass_id - 1)
+        remaining = n_alive - target
+        sample = _sample_errors(err, alive, _SAMPLE, pass_id)
+        fraction = min(1.0, FRACTION_GAIN * remaining / n_alive + 0.05 * idle)
+        threshold = float(np.quantile(sample, fraction)) if len(sample) else np.inf
+        n_blocks = min(max_blocks, n_alive // MIN_FACES_PER_BLOCK)
+        if n_blocks < 2 or remaining < SERIAL_TAIL * n_alive:
+            n_blocks = 1
+        bounds = _block_bounds(n_vertices, n_blocks, pass_id)
+        _assign_blocks(bounds, block)
+        own, starts = _pure_faces(faces, alive, block, n_blocks, border, pass_id, max_blocks)
+        if n_blocks == 1:
+            quota = np.array([remaining], np.int64)
+        else:  # shares of 90 %: a block may pass its quota by one collapse
+            quota = (0.9 * remaining * np.diff(starts) / max(1, starts[-1])).astype(np.int64)
+        removed = np.zeros(n_blocks, np.int64)
+        tries = np.zeros(n_blocks, np.int64)
+        with numba_threads(n_threads, chunk=1):  # blocks handed out one at a time
+            _sweep(v, faces, alive, q, err, stale, locked, border, touched, mark, pass_id,
+                   np.float32(threshold), bounds, own, starts, quota, stamp, removed, tries)
+        stamp += (int(tries.max()) + 1) * n_blocks
+        before, n_alive = n_alive, n_alive - int(removed.sum())
         idle = idle + 1 if n_alive == before else 0
+        if idle:  # retry the edges refused so far: their neighbourhoods may have changed
+            stale[:] = True
         if n_alive < 0.6 * len(faces):  # drop dead faces so later passes scan less
-            keep = np.flatnonzero(alive)
-            faces, err, stale = faces[keep], err[keep], stale[keep]
-            alive = np.ones(len(keep), np.bool_)
+            n_live = _drop_dead(faces, err, stale, alive)
+            faces, err, stale, alive = faces[:n_live], err[:n_live], stale[:n_live], alive[:n_live]
     kept = faces[alive]
-    used = np.zeros(len(v), bool)
+    used = np.zeros(n_vertices, bool)
     used[kept.ravel()] = True
     new_id = np.cumsum(used) - 1
     out_v = (v[used] + centre).astype(np.float32)

@@ -16,35 +16,16 @@ adjacency and a ``prange`` over vertices per iteration.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange
 
 from archive.errors import InvalidInput
-from models3d.kernels.config import NJIT, NJIT_PARALLEL, SMOOTH_ITERATIONS, SMOOTH_PASSBAND
+from models3d.kernels.config import NJIT_PARALLEL, SMOOTH_ITERATIONS, SMOOTH_PASSBAND
 from models3d.kernels.mesh import Mesh, check_mesh, numba_threads
+from models3d.kernels.topology import vertex_corners
 
 WINDOWS = ("hamming", "nuttall")
-
-
-@njit(**NJIT)
-def _doubled_adjacency(faces, n_vertices):
-    """CSR of every half-edge in both directions: (V+1,) int64 offsets, (6F,) int32 ids."""
-    deg = np.zeros(n_vertices + 1, np.int64)
-    for f in range(faces.shape[0]):
-        for m in range(3):
-            deg[faces[f, m] + 1] += 2
-    for v in range(n_vertices):
-        deg[v + 1] += deg[v]
-    fill = deg[:-1].copy()
-    nbr = np.empty(deg[-1], np.int32)
-    for f in range(faces.shape[0]):
-        for m in range(3):
-            a, b = faces[f, m], faces[f, (m + 1) % 3]
-            nbr[fill[a]] = b
-            fill[a] += 1
-            nbr[fill[b]] = a
-            fill[b] += 1
-    return deg, nbr
 
 
 @njit(**NJIT_PARALLEL)
@@ -104,7 +85,7 @@ def vertex_adjacency(
     neighbours : (2E,) int32, sorted within each vertex
     boundary : (V,) bool, vertex lies on an edge used by one face
     """
-    start, nbr = _doubled_adjacency(faces, n_vertices)
+    start, nbr = vertex_corners(faces, n_vertices, max(1, 8 * numba.get_num_threads()))
     count = np.zeros(n_vertices, np.int64)
     boundary = np.zeros(n_vertices, np.bool_)
     _dedupe(start, nbr, count, boundary)
@@ -246,8 +227,9 @@ def smooth(mesh: Mesh, iterations: int = SMOOTH_ITERATIONS, passband: float = SM
     if len(mesh.faces) == 0:
         return mesh
     coef = sinc_coefficients(int(iterations), float(passband), window)
-    with numba_threads(threads, chunk=8192):
+    with numba_threads(threads):
         off, nbr, boundary = vertex_adjacency(mesh.faces, len(mesh.vertices))
+    with numba_threads(threads, chunk=8192):
         centre = mesh.vertices.mean(axis=0, dtype=np.float64)
         # float32 state about the centre (half the memory traffic of float64); each
         # vertex's neighbour sums are formed in float64.

@@ -275,20 +275,25 @@ def test_upscaling_max_fills_the_published_max_area(client, validator_image):
 
 
 def test_rendered_images_are_kept_but_stored_tiles_are_not(client, wsi, monkeypatch):
-    from iiif import views
+    from iiif import images
 
     calls = []
-    original = views.render_image
-    monkeypatch.setattr(views, "render_image", lambda s, r: calls.append(r.canonical_path) or original(s, r))
+    original = images.render_image
+    monkeypatch.setattr(images, "render_image", lambda s, r: calls.append(r.canonical_path) or original(s, r))
     thumbnail = f"/iiif/3/{wsi.series_uid}/full/200,/0/default.jpg"
     first = client.get(thumbnail)
     second = client.get(thumbnail)
     assert first.content == second.content and len(calls) == 1
     edge = f"/iiif/3/{wsi.series_uid}/768,512,232,188/232,/0/default.jpg"
     assert client.get(edge).content == client.get(edge).content and len(calls) == 2
+    reads = []
+    original_read = frames.read_frames
+    monkeypatch.setattr(frames, "read_frames", lambda *a: reads.append(a[3]) or original_read(*a))
     whole = f"/iiif/3/{wsi.series_uid}/0,0,256,256/256,/0/default.jpg"
     assert client.get(whole).content == client.get(whole).content == wsi.frames[0][0]
-    assert len(calls) == 4  # read from storage each time
+    # Planned once, then read from storage each time: only where the tile lies is kept.
+    assert len(calls) == 3 and reads == [[1], [1]]
+    assert not any(body == wsi.frames[0][0] for (body, _), _size in services.rendered_cache._items.values())
 
 
 def test_each_window_has_its_own_cached_rendering(client, ct):

@@ -309,8 +309,8 @@ def test_cli_meshes_with_a_preset_and_a_triangle_budget(sphere_series):
 @pytest.mark.django_db
 @pytest.mark.parametrize("what", [["--band", "0", "2000"], ["--threshold", "0", "--keep-largest"], ["--otsu"]])
 def test_triangle_budget_holds_on_every_path(sphere_series, what):
-    """A level is counted ahead and decimated inside the pipeline; bands and component
-    filters are decimated after it. Both end within the budget, closed."""
+    """Levels, bands and component filters all decimate inside the pipeline, to the
+    budget, before the one measuring pass; each ends within it, closed."""
     call_command("mesh", sphere_series[0].SeriesInstanceUID, *what, "--target-triangles", "300",
                  stdout=StringIO(), stderr=StringIO())
     mesh = Mesh.objects.get()

@@ -8,7 +8,8 @@ import pytest
 from archive.errors import InvalidInput
 from models3d import measure
 from models3d.kernels import Mesh, decimate, isosurface
-from models3d.kernels.decimate import _quadrics
+from models3d.kernels.decimate import _quadrics_and_locks
+from models3d.kernels.smoothing import vertex_adjacency
 from tests.factories.meshes import grid_mesh, join_meshes, noisy, octasphere_mesh
 from tests.factories.volumes import porous_volume, sphere_volume
 from tests.reference import decimate as reference
@@ -22,12 +23,22 @@ def sphere() -> Mesh:
     return isosurface(vol.data, vol.iso, vol.spacing_mm)
 
 
-def test_quadrics_match_twin():
+@pytest.mark.parametrize("n_blocks", [1, 5])
+def test_quadrics_match_twin(n_blocks):
     mesh = noisy(octasphere_mesh(2), 0.05)
-    q = _quadrics(mesh.vertices.astype(np.float64), mesh.faces.astype(np.int64))
+    q, locked = _quadrics_and_locks(mesh.vertices.astype(np.float64), mesh.faces, n_blocks)
     ref = reference.vertex_quadrics(mesh.vertices, mesh.faces)
     iu = np.triu_indices(4)
     assert np.allclose(q, ref[:, iu[0], iu[1]], rtol=1e-6, atol=1e-9)
+    assert not locked.any()  # closed
+
+
+def test_boundary_flags_match_adjacency():
+    grid = grid_mesh(9)
+    _, locked = _quadrics_and_locks(grid.vertices.astype(np.float64), grid.faces, 3)
+    _, _, boundary = vertex_adjacency(grid.faces, len(grid.vertices))
+    assert locked.sum() == 4 * 8
+    assert np.array_equal(locked, boundary)
 
 
 @pytest.mark.parametrize("ratio", [0.5, 0.1])

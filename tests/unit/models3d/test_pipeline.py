@@ -103,3 +103,25 @@ def test_crop_and_downsample_offsets():
     assert sub.shape == (2, 2, 1) and spacing == (2.0, 4.0, 6.0)
     assert np.allclose(offset, [2 * 3.0 + 0.5 * 3.0, 0.5 * 2.0, 0.5 * 1.0])
     assert sub[0, 0, 0] == pytest.approx(data[0:2, 0:2, 2:4].mean())
+
+
+def test_decimate_count_caps_the_faces_before_measuring():
+    vol = torso_volume((24, 48, 48))
+    raw = isosurface(vol.data, HU_PRESETS["bone"][0], vol.spacing_mm)
+    budget = len(raw.faces) // 4
+    seen = []
+    mesh, m = mesh_volume(vol.data, vol.spacing_mm,
+                          MeshParams(preset="bone", smooth_iterations=5, decimate_count=budget),
+                          on_progress=lambda stage, f: seen.append(stage))
+    assert budget - 2 <= m.n_faces <= budget and m.n_faces == len(mesh.faces)
+    assert "decimate" in seen and m.watertight
+    # A budget above the isosurface's count leaves the mesh as it is.
+    _, whole = mesh_volume(vol.data, vol.spacing_mm,
+                           MeshParams(preset="bone", smooth_iterations=0, decimate_count=10**9))
+    assert whole.n_faces == len(raw.faces)
+
+
+def test_ratio_and_count_together_are_rejected():
+    vol = sphere_volume((12, 12, 12))
+    with pytest.raises(InvalidInput, match="decimate_ratio and decimate_count"):
+        mesh_volume(vol.data, vol.spacing_mm, MeshParams(iso=0.0, decimate_ratio=0.5, decimate_count=10))
