@@ -1,0 +1,70 @@
+"""The direct P-DATA writer: PDUs that pynetdicom's own decoder reads back as the message."""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+
+import pytest
+from pynetdicom.pdu import P_DATA_TF
+
+from archive.dimse import reactor
+
+
+class _Dul:
+    """What ``write_message`` needs of pynetdicom's DUL service provider."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.socket = type("Transport", (), {"socket": sock})()
+        self._vitrine_send_lock = threading.Lock()
+        self._vitrine_wakeup = reactor._Wakeup()
+        self.event_queue: queue.Queue = queue.Queue()
+        self._idle_timer = type("Timer", (), {"restart": lambda self: None})()
+
+
+def _read_pdus(sock: socket.socket, total: int) -> list[P_DATA_TF]:
+    data = b""
+    while len(data) < total:
+        data += sock.recv(1 << 20)
+    pdus, offset = [], 0
+    while offset < len(data):
+        length = int.from_bytes(data[offset + 2 : offset + 6], "big")
+        pdu = P_DATA_TF()
+        pdu.decode(data[offset : offset + 6 + length])
+        pdus.append(pdu)
+        offset += 6 + length
+    return pdus
+
+
+@pytest.mark.parametrize("maximum_pdu", [0, 16384, 1000])
+def test_a_message_is_fragmented_within_the_peers_pdu_size(maximum_pdu):
+    command, data = bytes(range(100)), bytes(range(256)) * 200  # 51 200 bytes
+    left, right = socket.socketpair()
+    with left, right:
+        dul = _Dul(left)
+        fragments = 1 + (1 if not maximum_pdu else -(-len(data) // (maximum_pdu - 6)))
+        reader = threading.Thread(target=lambda: result.extend(_read_pdus(right, len(command) + len(data) + 12 * fragments)))
+        result: list[P_DATA_TF] = []
+        reader.start()
+        reactor.write_message(dul, 5, command, memoryview(data), maximum_pdu)
+        reader.join(10)
+    values = [pdv for pdu in result for pdv in pdu.presentation_data_value_items]
+    assert len(result) == len(values) == fragments
+    assert all(pdv.presentation_context_id == 5 for pdv in values)
+    if maximum_pdu:
+        assert all(len(pdu.encode()) - 6 <= maximum_pdu for pdu in result)
+    # Control header: bit 0 command, bit 1 last fragment (PS3.8 E.2).
+    headers = [pdv.presentation_data_value[0] for pdv in values]
+    assert headers == [0x03] + [0x00] * (fragments - 2) + [0x02]
+    assert values[0].presentation_data_value[1:] == command
+    assert b"".join(pdv.presentation_data_value[1:] for pdv in values[1:]) == data
+
+
+def test_a_failed_send_tells_the_dul_and_raises():
+    left, right = socket.socketpair()
+    right.close()
+    dul = _Dul(left)
+    with left, pytest.raises(ConnectionError):
+        reactor.write_message(dul, 1, b"x" * 10, memoryview(b"y" * (1 << 20)), 0)
+    assert dul.event_queue.get_nowait() == "Evt17"
