@@ -22,9 +22,7 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom.association import Association
-from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.dsutils import encode
 
 from . import reactor
 from .contexts import NATIVE_TRANSFER_SYNTAXES
@@ -97,11 +95,8 @@ def send_stored(
     with _reactor_held(assoc):
         if reactor.can_write_directly(assoc.dul):
             # The data set goes out as slices of the file's bytes, with no copy.
-            message = C_STORE_RQ()
-            message.primitive_to_message(request)
-            message.command_set.CommandDataSetType = 0x0001
             reactor.write_message(
-                assoc.dul, context.context_id, encode(message.command_set, True, True),
+                assoc.dul, context.context_id, reactor.command_set(request, has_data=True),
                 memoryview(data)[stored.dataset_offset :], assoc.dimse.maximum_pdu_size,
             )
         else:

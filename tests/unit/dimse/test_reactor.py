@@ -68,3 +68,69 @@ def test_a_failed_send_tells_the_dul_and_raises():
     with left, pytest.raises(ConnectionError):
         reactor.write_message(dul, 1, b"x" * 10, memoryview(b"y" * (1 << 20)), 0)
     assert dul.event_queue.get_nowait() == "Evt17"
+
+
+def _store_request():
+    from io import BytesIO
+
+    from pynetdicom.dimse_primitives import C_STORE
+
+    request = C_STORE()
+    request.MessageID, request.Priority = 7, 2
+    request.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    request.AffectedSOPInstanceUID = "1.2.3.4.5.6.7.8.9"  # odd length: padded with NUL
+    request.MoveOriginatorApplicationEntityTitle, request.MoveOriginatorMessageID = "MOVER", 3
+    request.DataSet = BytesIO(b"xx")
+    return request
+
+
+def _find_pending():
+    from io import BytesIO
+
+    from pynetdicom.dimse_primitives import C_FIND
+
+    response = C_FIND()
+    response.MessageIDBeingRespondedTo, response.Status = 7, 0xFF00
+    response.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.2.2.1"
+    response.Identifier = BytesIO(b"ab")
+    return response
+
+
+def _get_final():
+    from pynetdicom.dimse_primitives import C_GET
+
+    response = C_GET()
+    response.MessageIDBeingRespondedTo, response.Status = 9, 0xB000
+    response.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.2.2.3"
+    response.ErrorComment = "one failed"
+    response.NumberOfRemainingSuboperations, response.NumberOfCompletedSuboperations = 0, 4
+    response.NumberOfFailedSuboperations, response.NumberOfWarningSuboperations = 1, 0
+    return response
+
+
+def _echo_request():
+    from pynetdicom.dimse_primitives import C_ECHO
+
+    request = C_ECHO()
+    request.MessageID = 1
+    request.AffectedSOPClassUID = "1.2.840.10008.1.1"
+    return request
+
+
+@pytest.mark.parametrize("make", [_store_request, _find_pending, _get_final, _echo_request])
+def test_command_sets_match_pynetdicoms_encoding(make):
+    from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE
+    from pynetdicom.dsutils import encode
+
+    primitive = make()
+    table = _RQ_TO_MESSAGE if primitive.MessageIDBeingRespondedTo is None else _RSP_TO_MESSAGE
+    message = table[type(primitive)]()
+    message.primitive_to_message(primitive)
+    has_data = message.command_set.CommandDataSetType != 0x0101
+    assert reactor.command_set(primitive, has_data) == encode(message.command_set, True, True)
+
+
+def test_a_command_set_with_an_offending_element_is_left_to_pynetdicom():
+    response = _get_final()
+    response.OffendingElement = [0x00100010]
+    assert reactor.command_set(response, False) is None
