@@ -27,8 +27,9 @@ import select
 import socket
 import struct
 import threading
+from io import BytesIO
 
-from pynetdicom import evt
+from pynetdicom import _config, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE, DIMSEServiceProvider
 from pynetdicom.dimse_messages import _COMMAND_SET_KEYWORDS
@@ -36,6 +37,7 @@ from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_GET, C_MOVE, C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import AssociationSocket
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ TICK = 0.05
 _pynetdicom_dul_init = DULServiceProvider.__init__
 _pynetdicom_dul_send = DULServiceProvider._send
 _pynetdicom_send_msg = DIMSEServiceProvider.send_msg
+_pynetdicom_receive_primitive = DIMSEServiceProvider.receive_primitive
 _pynetdicom_send_pdu = DULServiceProvider.send_pdu
 _pynetdicom_kill_dul = DULServiceProvider.kill_dul
 _pynetdicom_association_init = Association.__init__
@@ -392,6 +395,8 @@ _COMMAND_ELEMENTS = {
     "MoveOriginatorMessageID": (0x1031, "US"),
 }
 _ELEMENT_HEADER = struct.Struct("<HHI")
+_KEYWORDS_BY_NUMBER = {number: (keyword, vr) for keyword, (number, vr) in _COMMAND_ELEMENTS.items()}
+_PRIMITIVES_BY_FIELD = {field: cls for cls, field in _COMMAND_FIELDS.items()}
 
 
 def command_set(primitive, has_data: bool) -> bytes | None:
@@ -425,6 +430,127 @@ def command_set(primitive, has_data: bool) -> bytes | None:
     elements.sort()
     body = b"".join(_ELEMENT_HEADER.pack(0x0000, number, len(v)) + v for number, v in elements)
     return _ELEMENT_HEADER.pack(0x0000, 0x0000, 4) + struct.pack("<I", len(body)) + body
+
+
+def read_command_set(encoded: bytes) -> dict[str, int | str] | None:
+    """keyword → value of an encoded DIMSE-C command set, or None when it holds an
+    element this reader does not know (pynetdicom then decodes the message)."""
+    values: dict[str, int | str] = {}
+    offset = 0
+    while offset + 8 <= len(encoded):
+        group, number, length = _ELEMENT_HEADER.unpack_from(encoded, offset)
+        value = encoded[offset + 8 : offset + 8 + length]
+        offset += 8 + length
+        if group != 0x0000 or len(value) != length:
+            return None
+        if number == 0x0000:
+            continue
+        known = _KEYWORDS_BY_NUMBER.get(number)
+        if known is None:
+            return None
+        keyword, vr = known
+        if vr == "US":
+            if length != 2:
+                return None
+            values[keyword] = struct.unpack("<H", value)[0]
+        else:
+            values[keyword] = value.decode("latin_1").rstrip("\0 ").lstrip(" ")
+    return values if offset == len(encoded) else None
+
+
+def _data_follows(encoded: bytes) -> bool:
+    """Whether a command set announces a data set: Command Data Set Type other than
+    0x0101 (PS3.7 E.1)."""
+    offset = 0
+    while offset + 8 <= len(encoded):
+        group, number, length = _ELEMENT_HEADER.unpack_from(encoded, offset)
+        if (group, number, length) == (0x0000, 0x0800, 2):
+            return encoded[offset + 8 : offset + 10] != b"\x01\x01"
+        offset += 8 + length
+    return False
+
+
+def _primitive_from(command: dict[str, int | str], context_id: int, data: BytesIO):
+    """The pynetdicom primitive of a decoded DIMSE-C message, or None to let pynetdicom
+    build it (C-CANCEL, DIMSE-N, anything unusual)."""
+    cls = _PRIMITIVES_BY_FIELD.get(int(command.get("CommandField", 0)) & 0x7FFF)
+    if cls is None:
+        return None
+    primitive = cls()
+    try:
+        for keyword, value in command.items():
+            if keyword not in ("CommandField", "CommandDataSetType"):
+                setattr(primitive, keyword, value)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    keyword = _DATA_KEYWORDS.get(cls)
+    if keyword is not None:
+        data.seek(0)
+        setattr(primitive, keyword, data)
+    primitive._context_id = context_id
+    primitive._dataset_path = None
+    primitive._dataset_file = None
+    return primitive
+
+
+class _Incoming:
+    """A DIMSE message being assembled from P-DATA fragments."""
+
+    def __init__(self) -> None:
+        self.command = bytearray()
+        self.fields: dict[str, int | str] | None = None
+        self.data = BytesIO()
+        self.context_id = 0
+
+
+def _receive_primitive(self: DIMSEServiceProvider, primitive: P_DATA) -> None:
+    """pynetdicom's ``receive_primitive``, with DIMSE-C command sets read directly.
+
+    Messages this reader does not handle are handed to pynetdicom whole, as one P-DATA,
+    so that it decodes and queues them as always.
+    """
+    incoming = self.__dict__.get("_vitrine_incoming")
+    if incoming is None:
+        if self.message is not None or _config.STORE_RECV_CHUNKED_DATASET or self.assoc.get_handlers(
+            evt.EVT_DIMSE_RECV
+        ):
+            _pynetdicom_receive_primitive(self, primitive)
+            return
+        incoming = self._vitrine_incoming = _Incoming()
+    for context_id, value in primitive.presentation_data_value_list:
+        if incoming is None:  # the next message starts within the same P-DATA
+            incoming = self._vitrine_incoming = _Incoming()
+        control = value[0]
+        incoming.context_id = context_id
+        if control & 0x01:
+            incoming.command += value[1:]
+            if control & 0x02:
+                command = bytes(incoming.command)
+                incoming.fields = read_command_set(command)
+                if not _data_follows(command):
+                    _finish(self, incoming)
+                    incoming = None
+        else:
+            incoming.data.write(value[1:])
+            if control & 0x02:
+                _finish(self, incoming)
+                incoming = None
+
+
+def _finish(self: DIMSEServiceProvider, incoming: _Incoming) -> None:
+    self._vitrine_incoming = None
+    message = None
+    if incoming.fields is not None:
+        message = _primitive_from(incoming.fields, incoming.context_id, incoming.data)
+    if message is None:
+        whole = P_DATA()
+        whole.presentation_data_value_list.append((incoming.context_id, b"\x03" + bytes(incoming.command)))
+        data = incoming.data.getvalue()
+        if data:
+            whole.presentation_data_value_list.append((incoming.context_id, b"\x02" + data))
+        _pynetdicom_receive_primitive(self, whole)
+        return
+    self.msg_queue.put((incoming.context_id, message))
 
 
 def _send_msg(self: DIMSEServiceProvider, primitive, context_id: int) -> None:
@@ -470,6 +596,7 @@ def install() -> None:
     DULServiceProvider.stop_dul = _stop_dul  # type: ignore[method-assign]
     DULServiceProvider._send = _dul_send  # type: ignore[method-assign]
     DIMSEServiceProvider.send_msg = _send_msg  # type: ignore[method-assign]
+    DIMSEServiceProvider.receive_primitive = _receive_primitive  # type: ignore[method-assign]
     AssociationSocket.recv = _recv  # type: ignore[method-assign]
     Association.__init__ = _association_init  # type: ignore[method-assign]
     Association._run_reactor = _run_association_reactor  # type: ignore[method-assign]

@@ -134,3 +134,36 @@ def test_a_command_set_with_an_offending_element_is_left_to_pynetdicom():
     response = _get_final()
     response.OffendingElement = [0x00100010]
     assert reactor.command_set(response, False) is None
+
+
+@pytest.mark.parametrize("make", [_store_request, _find_pending, _get_final, _echo_request])
+def test_command_sets_read_back_as_pynetdicom_reads_them(make):
+    from io import BytesIO
+
+    from pynetdicom.dimse_messages import DIMSEMessage
+    from pynetdicom.pdu_primitives import P_DATA
+
+    primitive = make()
+    data = getattr(primitive, "DataSet", None) or getattr(primitive, "Identifier", None)
+    encoded = reactor.command_set(primitive, has_data=data is not None)
+    ours = reactor._primitive_from(reactor.read_command_set(encoded), 3, BytesIO())
+    message = DIMSEMessage()
+    fragment = P_DATA()
+    fragment.presentation_data_value_list.append((3, b"\x03" + encoded))
+    if data is not None:
+        fragment.presentation_data_value_list.append((3, b"\x02" + data.getvalue()))
+    assert message.decode_msg(fragment)
+    theirs = message.message_to_primitive()
+    assert type(ours) is type(theirs)
+    for keyword in ("MessageID", "MessageIDBeingRespondedTo", "AffectedSOPClassUID", "AffectedSOPInstanceUID",
+                    "Priority", "Status", "ErrorComment", "MoveOriginatorApplicationEntityTitle",
+                    "MoveOriginatorMessageID", "NumberOfCompletedSuboperations", "NumberOfFailedSuboperations"):
+        assert getattr(ours, keyword, None) == getattr(theirs, keyword, None), keyword
+    assert reactor._data_follows(encoded) == (data is not None)
+
+
+def test_an_unknown_command_element_is_left_to_pynetdicom():
+    encoded = reactor.command_set(_echo_request(), has_data=False)
+    odd = encoded + bytes.fromhex("0000 0109 0200 0000 0100".replace(" ", ""))  # (0000,0901) AT
+    assert reactor.read_command_set(odd) is None
+    assert reactor.read_command_set(encoded[:-1]) is None  # truncated
