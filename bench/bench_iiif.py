@@ -45,6 +45,14 @@ WIDTH, HEIGHT, TILE, QUALITY = 40000, 30000, 256, 85
 TILES = 2000
 CONCURRENCY = (1, 4, 16)
 SINGLE_REPEATS = 200
+# The single requests run against Vitrine three times: as deployed; without the cache of
+# rendered answers, but keeping decoded tiles (as iipsrv keeps its tiles, 64 MB here);
+# and with no cache at all, so that every request decodes its tiles again.
+VITRINE_CONFIGS = {
+    "Vitrine": {},
+    "Vitrine (no rendered cache)": {"VITRINE_IIIF_RENDERED_CACHE_BYTES": "0"},
+    "Vitrine (no caches)": {"VITRINE_IIIF_RENDERED_CACHE_BYTES": "0", "VITRINE_IIIF_DECODED_CACHE_BYTES": "0"},
+}
 
 
 # --- the data ---------------------------------------------------------------------------
@@ -158,14 +166,16 @@ class Running:
 
 
 def start_vitrine(
-    var_dir: Path, series_uid: str, workers: int, threads: int, worker_class: str = "gthread", **env: str,
+    var_dir: Path, series_uid: str, workers: int, threads: int, worker_class: str = "gthread",
+    reuse_port: bool = True, **env: str,
 ) -> Running:
+    """gunicorn with the options of ``manage.py serve`` (docs/serving.md), less its access log."""
     port = free_port()
     log = (var_dir / "gunicorn.log").open("a")
     process = subprocess.Popen(
         [str(Path(PYTHON).parent / "gunicorn"), "archive.wsgi:application", "--bind", f"127.0.0.1:{port}",
          "--workers", str(workers), "--threads", str(threads), "--worker-class", worker_class,
-         "--keep-alive", "30", "--backlog", "256", "--preload"],
+         "--keep-alive", "30", "--backlog", "256", "--preload", *(["--reuse-port"] if reuse_port else [])],
         env=vitrine_env(var_dir, **env), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
     )
     wait_for_port(port, process=process)
@@ -357,8 +367,9 @@ def main() -> None:
     global WIDTH, HEIGHT
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 2))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-reuse-port", action="store_true", help="one listening socket shared by the workers")
     parser.add_argument("--iipsrv-processes", type=int, default=2)
     parser.add_argument("--size", default=f"{WIDTH}x{HEIGHT}", help="slide size WxH (a smaller one for a trial run)")
     args = parser.parse_args()
@@ -393,11 +404,9 @@ def _run(args) -> None:
     iip_folder.mkdir()
 
     def start(name: str) -> Running:
-        if name == "Vitrine":
-            return start_vitrine(var_dir, ingested["series_uid"], args.workers, args.threads)
-        if name == "Vitrine (no rendered cache)":
+        if name.startswith("Vitrine"):
             return start_vitrine(var_dir, ingested["series_uid"], args.workers, args.threads,
-                                 VITRINE_IIIF_RENDERED_CACHE_BYTES="0")
+                                 reuse_port=not args.no_reuse_port, **VITRINE_CONFIGS[name])
         return start_iipsrv(iip_folder, tiff, args.iipsrv_processes)
 
     rows = []
@@ -438,7 +447,7 @@ def _run(args) -> None:
             for x, y in ((rng.randrange(WIDTH - 8192), rng.randrange(HEIGHT - 8192)) for _ in range(8))
         ],
     }
-    for name in ("iipsrv", "Vitrine", "Vitrine (no rendered cache)"):
+    for name in ("iipsrv", *VITRINE_CONFIGS):
         server = start(name)
         try:
             for label, paths in singles.items():
@@ -461,7 +470,8 @@ def _run(args) -> None:
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
     (out / "iiif.txt").write_text(
-        f"Vitrine: gunicorn gthread, {args.workers} workers x {args.threads} threads; "
+        f"Vitrine: gunicorn gthread, {args.workers} workers x {args.threads} threads"
+        f"{'' if args.no_reuse_port else ', --reuse-port'}; "
         f"iipsrv: lighttpd FastCGI, {args.iipsrv_processes} processes; CPUs: {os.cpu_count()}\n\n"
         + "\n\n".join(tables) + "\n"
     )

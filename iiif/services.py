@@ -28,12 +28,12 @@ import numpy as np
 from django.conf import settings
 from django.db import connection
 
-from archive import frames
 from archive.auth import request_user
 from archive.errors import Forbidden, NotAcceptable, Unauthorized
 from archive.models import Instance, Series, Study, Visibility, can_read_private
 from archive.storage import get_storage
 from iiif.errors import ImageNotFound, InvalidIIIFRequest
+from iiif.frameindex import FrameIndex
 from iiif.imageapi import (
     ArraySource,
     GrayscaleSource,
@@ -218,6 +218,9 @@ _cache = SourceCache(_setting("VITRINE_IIIF_CACHE_BYTES", _DEFAULT_CACHE_BYTES))
 # Rendered images that were not a stored tile (edge tiles, thumbnails, regions): cheap
 # to keep, dear to make again.  Keyed by the source's key and the canonical request.
 rendered_cache = SourceCache(_setting("VITRINE_IIIF_RENDERED_CACHE_BYTES", 64 * 1024**2))
+# Decoded tiles of pyramids, for the next region, thumbnail or edge tile that touches
+# them (a 256 px RGB tile is 192 KiB).
+decoded_tiles = SourceCache(_setting("VITRINE_IIIF_DECODED_CACHE_BYTES", 64 * 1024**2))
 # Where the whole stored tile that answers a request lies (iiif.images): small entries,
 # so that a repeated tile skips parsing and planning.
 tile_plans = SourceCache(8 * 1024**2)
@@ -226,6 +229,7 @@ tile_plans = SourceCache(8 * 1024**2)
 def clear_cache() -> None:
     _cache.clear()
     rendered_cache.clear()
+    decoded_tiles.clear()
     tile_plans.clear()
 
 
@@ -395,25 +399,24 @@ def _build_pyramid(paths: tuple[str, ...]) -> tuple[TiledPyramidSource, int]:
     syntaxes = {item[2]["transfer_syntax_uid"] for item in unique}
     jpeg = syntaxes == {JPEG_BASELINE}
     photometric = str(_value(unique[0][2]["metadata"], "00280004", "RGB"))
-    readers = [(path, row["metadata"], int(row["number_of_frames"] or 1)) for _, path, row in unique]
+    # Each level file's frame offsets, found now, once, rather than on its first tile.
+    indexes = [FrameIndex(path, row["metadata"], int(row["number_of_frames"] or 1)) for _, path, row in unique]
 
     def read_frame(level: int, index: int) -> bytes:
-        path, metadata, count = readers[level]
-        data = frames.read_frames(path, metadata, count, [index + 1])[0]
+        data = indexes[level].read(index)
         # An odd-length JPEG is padded to even length in its fragment (PS3.5 A.4).
         return data[:-1] if data.endswith(b"\xff\xd9\x00") else data
 
-    # Scan each level file's frame offsets now, once, rather than on its first tile.
-    for path, _, _ in readers:
-        frames.layout_of(path)
     decode = None if jpeg else _native_decoder(unique)
     source = TiledPyramidSource(
         [item[0] for item in unique], read_frame,
         tile_format="jpeg" if jpeg else None,
         is_grayscale=photometric.startswith("MONOCHROME"),
         decode_frame=decode,
+        decoded_cache=decoded_tiles,
+        cache_key=("wsi", paths),
     )
-    return source, 64 * 1024
+    return source, 64 * 1024 + sum(index.nbytes for index in indexes)
 
 
 _NATIVE = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")

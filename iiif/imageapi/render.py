@@ -83,9 +83,7 @@ def render_composite(
     source: ImageSource, resolved: ResolvedRequest, plan: Composite
 ) -> tuple[bytes, str]:
     """Decode, crop, resize, rotate, apply quality and encode (no passthrough)."""
-    x, y, w, h = plan.read_box
-    pixels = source.read_region(plan.level, x, y, w, h, reduce=plan.reduce)
-    image = Image.fromarray(as_pillow_array(pixels))
+    image = _read(source, plan)
     image = _resample(image, plan)
     if resolved.rotation.mirror:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
@@ -93,6 +91,17 @@ def render_composite(
         image = image.transpose(_ROTATIONS[resolved.rotation.degrees])
     image = _apply_quality(image, resolved.quality)
     return _encode(image, resolved.format), FORMAT_MEDIA_TYPES[resolved.format]
+
+
+def _read(source: ImageSource, plan: Composite) -> Image.Image:
+    """The plan's read box as a Pillow image; tiled sources composite straight into one."""
+    x, y, w, h = plan.read_box
+    read_image = getattr(source, "read_region_image", None)
+    if read_image is not None:
+        image: Image.Image = read_image(plan.level, x, y, w, h, reduce=plan.reduce)
+        return image
+    pixels = source.read_region(plan.level, x, y, w, h, reduce=plan.reduce)
+    return Image.fromarray(as_pillow_array(pixels))
 
 
 def _resample(image: Image.Image, plan: Composite) -> Image.Image:

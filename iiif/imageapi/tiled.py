@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Sequence
+import os
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -22,12 +26,19 @@ from iiif.imageapi.sources import (
     TILE_FORMAT_JPEG,
     Level,
     Pixels,
+    as_pillow_array,
     as_pixels,
     check_region,
-    reduce_pixels,
 )
 
-__all__ = ["FrameReader", "TiledPyramidSource", "decode_tile", "read_jpeg_size"]
+__all__ = [
+    "DecodedTileCache",
+    "FrameReader",
+    "TiledPyramidSource",
+    "decode_tile",
+    "decode_tile_image",
+    "read_jpeg_size",
+]
 
 FrameReader = Callable[[int, int], bytes]
 """``read_frame(level, frame_index) -> bytes``: one stored frame of one level."""
@@ -79,6 +90,11 @@ def decode_tile(data: bytes, *, grayscale: bool, reduce: int = 1) -> Pixels:
     other formats decode fully and then average blocks.  The result is
     ``(ceil(h / reduce), ceil(w / reduce))``.
     """
+    return as_pixels(np.asarray(decode_tile_image(data, grayscale=grayscale, reduce=reduce)))
+
+
+def decode_tile_image(data: bytes, *, grayscale: bool, reduce: int = 1) -> Image.Image:
+    """:func:`decode_tile` as a Pillow image, mode ``L`` or ``RGB``."""
     opened = Image.open(io.BytesIO(data))
     mode = "L" if grayscale else "RGB"
     full_size = opened.size
@@ -91,7 +107,32 @@ def decode_tile(data: bytes, *, grayscale: bool, reduce: int = 1) -> Pixels:
             image = image.reduce(reduce)
         else:
             image = image.resize(target, Image.Resampling.BOX)
-    return as_pixels(np.asarray(image))
+    image.load()
+    return image
+
+
+# Pillow decodes with the GIL released, so a region's tiles decode on every core at
+# once: the latency of a large region falls by about the number of cores.  Regions of
+# fewer tiles than this decode in the calling thread.
+_PARALLEL_TILES = 4
+_decoders: ThreadPoolExecutor | None = None
+_decoders_lock = threading.Lock()
+
+
+def _decoder_pool() -> ThreadPoolExecutor:
+    global _decoders
+    with _decoders_lock:
+        if _decoders is None:
+            _decoders = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="iiif-decode")
+        return _decoders
+
+
+class DecodedTileCache(Protocol):
+    """Where decoded tiles are kept between requests (``iiif.services.SourceCache``)."""
+
+    def get(self, key: tuple) -> Any | None: ...
+
+    def put(self, key: tuple, value: Any, size: int) -> None: ...
 
 
 class TiledPyramidSource:
@@ -109,6 +150,12 @@ class TiledPyramidSource:
     decode_frame : callable ``(bytes, grayscale, reduce) -> (h, w, c) uint8`` or None
         For frames Pillow cannot read (native pixels, JPEG 2000 without a plugin);
         defaults to :func:`decode_tile`.
+    decoded_cache : DecodedTileCache or None
+        Keeps decoded tiles for the next region that touches them, under
+        ``(cache_key, level, col, row, reduce)``; share one between sources (with a
+        ``cache_key`` each) to bound the memory of all of them together.
+    cache_key : hashable
+        This source's part of the keys in ``decoded_cache``.
     """
 
     def __init__(
@@ -119,6 +166,8 @@ class TiledPyramidSource:
         tile_format: str | None = TILE_FORMAT_JPEG,
         is_grayscale: bool = False,
         decode_frame: Callable[..., Pixels] | None = None,
+        decoded_cache: DecodedTileCache | None = None,
+        cache_key: Hashable = None,
     ) -> None:
         if not levels:
             raise ValueError("levels must name at least level 0")
@@ -130,6 +179,8 @@ class TiledPyramidSource:
         self._tile_format = tile_format
         self._is_grayscale = is_grayscale
         self._decode = decode_frame or decode_tile
+        self._decoded = decoded_cache
+        self._cache_key = cache_key
 
     @property
     def width(self) -> int:
@@ -162,31 +213,59 @@ class TiledPyramidSource:
         return self._read_frame(level, row * geometry.columns + col)
 
     def read_region(self, level: int, x: int, y: int, w: int, h: int, *, reduce: int = 1) -> Pixels:
+        return as_pixels(np.asarray(self.read_region_image(level, x, y, w, h, reduce=reduce)))
+
+    def read_region_image(
+        self, level: int, x: int, y: int, w: int, h: int, *, reduce: int = 1
+    ) -> Image.Image:
+        """:meth:`read_region` as a Pillow image (``L`` or ``RGB``), for the renderer.
+
+        Only the tiles the region touches are read; they are decoded (in parallel
+        when there are several) and pasted straight into the result.
+        """
         geometry = self._levels[level]
         check_region(geometry, x, y, w, h, reduce)
         tw, th = geometry.tile_width, geometry.tile_height
         if tw % reduce or th % reduce:
-            return reduce_pixels(self.read_region(level, x, y, w, h), reduce)
-        channels = 1 if self._is_grayscale else 3
-        out = np.empty((math.ceil(h / reduce), math.ceil(w / reduce), channels), np.uint8)
-        for row in range(y // th, (y + h - 1) // th + 1):
-            for col in range(x // tw, (x + w - 1) // tw + 1):
-                tile = self._decode(
-                    self.read_tile(level, col, row), grayscale=self._is_grayscale, reduce=reduce
-                )
-                self._paste(out, tile, col * tw - x, row * th - y, reduce)
+            full = self.read_region_image(level, x, y, w, h)
+            return full.reduce(reduce)
+        mode = "L" if self._is_grayscale else "RGB"
+        out = Image.new(mode, (math.ceil(w / reduce), math.ceil(h / reduce)))
+        cells = [
+            (col, row)
+            for row in range(y // th, (y + h - 1) // th + 1)
+            for col in range(x // tw, (x + w - 1) // tw + 1)
+        ]
+        tiles = self._decoded_tiles(level, cells, reduce)
+        for (col, row), tile in zip(cells, tiles):
+            # Offsets are multiples of reduce (x, y and the tile sizes are): exact.
+            # paste clips what falls outside, such as the padding of edge frames.
+            out.paste(tile, ((col * tw - x) // reduce, (row * th - y) // reduce))
         return out
 
-    @staticmethod
-    def _paste(out: Pixels, tile: Pixels, dx: int, dy: int, reduce: int) -> None:
-        """Copy the overlap of ``tile`` placed at level offset ``(dx, dy)`` into ``out``."""
-        # dx, dy, x and y are multiples of reduce, so reduced offsets are exact.
-        ox, oy = dx // reduce, dy // reduce
-        src_x0, src_y0 = max(0, -ox), max(0, -oy)
-        dst_x0, dst_y0 = max(0, ox), max(0, oy)
-        width = min(tile.shape[1] - src_x0, out.shape[1] - dst_x0)
-        height = min(tile.shape[0] - src_y0, out.shape[0] - dst_y0)
-        if width > 0 and height > 0:
-            out[dst_y0 : dst_y0 + height, dst_x0 : dst_x0 + width] = tile[
-                src_y0 : src_y0 + height, src_x0 : src_x0 + width
-            ]
+    def _decoded_tiles(self, level: int, cells: list[tuple[int, int]], reduce: int) -> list[Image.Image]:
+        """The decoded tiles of ``cells``, from the cache or decoded (in parallel)."""
+        keys = [(self._cache_key, level, col, row, reduce) for col, row in cells]
+        cache = self._decoded
+        tiles = [cache.get(key) for key in keys] if cache is not None else [None] * len(keys)
+        missing = [i for i, tile in enumerate(tiles) if tile is None]
+        stored = [self.read_tile(level, *cells[i]) for i in missing]
+
+        def decode(data: bytes) -> Image.Image:
+            return self._decode_image(data, reduce)
+
+        if len(stored) >= _PARALLEL_TILES:
+            decoded = list(_decoder_pool().map(decode, stored))
+        else:
+            decoded = [decode(data) for data in stored]
+        for i, tile in zip(missing, decoded):
+            tiles[i] = tile
+            if cache is not None:
+                cache.put(keys[i], tile, tile.width * tile.height * len(tile.getbands()))
+        return tiles  # type: ignore[return-value]
+
+    def _decode_image(self, data: bytes, reduce: int) -> Image.Image:
+        if self._decode is decode_tile:
+            return decode_tile_image(data, grayscale=self._is_grayscale, reduce=reduce)
+        pixels = self._decode(data, grayscale=self._is_grayscale, reduce=reduce)
+        return Image.fromarray(as_pillow_array(pixels))

@@ -1,6 +1,6 @@
 """Mirador 4, served by Vitrine, against the live IIIF routes in headless Chromium.
 
-The server records every image it renders (``iiif.views.render_image``), so the test
+The server records every image it renders (``iiif.images.render_image``), so the test
 can tell which pyramid level a tile came from; the browser's console must stay free
 of errors throughout.
 """
@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 
-from iiif import services, views
+from iiif import images, services
 from tests.factories.datasets import ct_series
 from tests.factories.wsi import build_wsi_series
 from tests.integration.dicomweb.conftest import store
@@ -37,14 +37,14 @@ def mirador_installed():
 def rendered(monkeypatch):
     """Every image the server renders: (source width, region, output size)."""
     seen: list[tuple[int, tuple[int, int, int, int], tuple[int, int]]] = []
-    original = views.render_image
+    original = images.render_image
 
     def spy(source, resolved):
         region = resolved.region
         seen.append((source.width, (region.x, region.y, region.width, region.height), (resolved.output_width, resolved.output_height)))
         return original(source, resolved)
 
-    monkeypatch.setattr(views, "render_image", spy)
+    monkeypatch.setattr(images, "render_image", spy)
     services.clear_cache()
     return seen
 

@@ -31,6 +31,10 @@ class Command(BaseCommand):
                 # Load the app before forking, so that no first request waits for a worker
                 # to boot; keep connections open for tile-hungry viewers.
                 "--preload", "--keep-alive", "30",
+                # A listening socket per worker: the kernel spreads new connections over
+                # the workers, where a shared socket hands a viewer's burst of connections
+                # to whichever worker wakes first, often all to one (docs/serving.md).
+                "--reuse-port",
             ],
             "dicom": [sys.executable, "manage.py", "dicomscp"],
         }

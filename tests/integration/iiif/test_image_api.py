@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from pydicom.dataset import Dataset
 
-from archive import frames
 from iiif import services
+from iiif.frameindex import FrameIndex
 from iiif.imageapi import INFO_MEDIA_TYPE
 from iiif.imageapi.window import Window, apply_modality_lut, apply_window
 from tests.factories.datasets import ct_slice, instance
@@ -82,13 +82,13 @@ def test_padded_edge_tiles_come_back_at_their_true_size(client, wsi):
 
 def test_thumbnails_never_read_level_zero(client, wsi, monkeypatch):
     read: list[str] = []
-    original = frames.read_frames
+    original = FrameIndex.read
 
-    def spy(path, metadata, number_of_frames, numbers):
-        read.append(path)
-        return original(path, metadata, number_of_frames, numbers)
+    def spy(self, index):
+        read.append(self.path)
+        return original(self, index)
 
-    monkeypatch.setattr(frames, "read_frames", spy)
+    monkeypatch.setattr(FrameIndex, "read", spy)
     response = client.get(f"/iiif/3/{wsi.series_uid}/full/200,/0/default.jpg")
     assert response.status_code == 200
     assert decode(response).shape == (140, 200, 3)
@@ -287,12 +287,12 @@ def test_rendered_images_are_kept_but_stored_tiles_are_not(client, wsi, monkeypa
     edge = f"/iiif/3/{wsi.series_uid}/768,512,232,188/232,/0/default.jpg"
     assert client.get(edge).content == client.get(edge).content and len(calls) == 2
     reads = []
-    original_read = frames.read_frames
-    monkeypatch.setattr(frames, "read_frames", lambda *a: reads.append(a[3]) or original_read(*a))
+    original_read = FrameIndex.read
+    monkeypatch.setattr(FrameIndex, "read", lambda self, index: reads.append(index) or original_read(self, index))
     whole = f"/iiif/3/{wsi.series_uid}/0,0,256,256/256,/0/default.jpg"
     assert client.get(whole).content == client.get(whole).content == wsi.frames[0][0]
     # Planned once, then read from storage each time: only where the tile lies is kept.
-    assert len(calls) == 3 and reads == [[1], [1]]
+    assert len(calls) == 3 and reads == [0, 0]
     assert not any(body == wsi.frames[0][0] for (body, _), _size in services.rendered_cache._items.values())
 
 
@@ -303,7 +303,7 @@ def test_each_window_has_its_own_cached_rendering(client, ct):
 
 
 def test_a_frame_that_cannot_be_decoded_is_406_not_500(client, wsi, monkeypatch):
-    monkeypatch.setattr(frames, "read_frames", lambda *a, **k: [b"\xff\xd8 not really a JPEG"])
+    monkeypatch.setattr(FrameIndex, "read", lambda self, index: b"\xff\xd8 not really a JPEG")
     response = client.get(f"/iiif/3/{wsi.series_uid}/full/100,/0/default.jpg")
     assert response.status_code == 406
     assert response["Access-Control-Allow-Origin"] == "*"

@@ -242,3 +242,82 @@ def test_huge_upscale_without_limits_is_refused_before_allocating() -> None:
     with pytest.raises(SizeLimitExceeded) as caught:
         render_image(source, resolved)
     assert caught.value.http_status == 400
+
+
+def test_a_region_between_level_pixels_at_scale_1_is_cropped_not_resampled() -> None:
+    pixels = build_noise_image(320, 256, seed=5)
+    source = ArraySource(pixels, tile_size=64)
+    level1 = np.asarray(Image.fromarray(pixels).reduce(2))
+    # 3,5 is 1.5,2.5 in level 1, whose 64 x 48 pixels are exactly the output.
+    resolved = resolve(parse_image_request("3,5,128,96", "64,", "0", "default.png"), 320, 256)
+    plan = plan_request(source, resolved)
+    assert isinstance(plan, Composite) and (plan.level, plan.reduce) == (1, 1)
+    assert plan.read_box == (2, 3, 64, 48)  # rounded to the nearest level pixel
+    assert plan.crop_box == (0, 0, 64, 48)
+    image, _ = _render(source, "3,5,128,96", "64,")
+    assert np.array_equal(np.asarray(image), level1[3:51, 2:66])
+
+
+def test_snapping_stays_inside_the_level_and_leaves_true_scaling_alone() -> None:
+    source = ArraySource(build_noise_image(320, 256, seed=5), tile_size=64)
+    # At the right edge: 191,1 in level 1 would end past its 160 pixels.
+    resolved = resolve(parse_image_request("190,2,130,96", "65,", "0", "default.png"), 320, 256)
+    plan = plan_request(source, resolved)
+    assert plan.read_box[0] + plan.read_box[2] <= 160
+    # Not at scale 1: the sub-pixel box is kept for the resize.
+    resolved = resolve(parse_image_request("3,5,128,96", "50,", "0", "default.png"), 320, 256)
+    plan = plan_request(source, resolved)
+    assert plan.crop_box[0] != int(plan.crop_box[0]) or plan.crop_box[1] != int(plan.crop_box[1])
+
+
+def test_tiled_regions_are_pasted_from_each_decoded_tile() -> None:
+    pixels = build_noise_image(300, 200, seed=4)
+    source, frames, reads = _tiled(pixels, tile_size=64, levels=2)
+    # 3 x 3 tiles of level 0, decoded in parallel; and one tile alone, in this thread.
+    for x, y, w, h in ((40, 30, 150, 120), (70, 70, 20, 20)):
+        reads.clear()
+        got = np.asarray(source.read_region_image(0, x, y, w, h))
+        expected = np.zeros((192, 256, 3), np.uint8)
+        for row in range(3):
+            for col in range(4):
+                tile = decode_tile(frames[(0, row * 5 + col)], grayscale=False)
+                expected[row * 64 : row * 64 + tile.shape[0], col * 64 : col * 64 + tile.shape[1]] = tile
+        assert np.array_equal(got, expected[y : y + h, x : x + w])
+        assert sorted(reads) == sorted(
+            (0, row * 5 + col) for row in range(y // 64, (y + h - 1) // 64 + 1)
+            for col in range(x // 64, (x + w - 1) // 64 + 1)
+        )
+
+
+class _DictCache:
+    def __init__(self) -> None:
+        self.items: dict = {}
+
+    def get(self, key):
+        return self.items.get(key)
+
+    def put(self, key, value, size) -> None:
+        self.items[key] = value
+
+
+def test_decoded_tiles_are_kept_for_the_next_region() -> None:
+    pixels = build_noise_image(300, 200, seed=6)
+    levels, frames = build_jpeg_pyramid(pixels, tile_size=64, levels=2)
+    reads: list = []
+    cache = _DictCache()
+
+    def read_frame(level, index):
+        reads.append((level, index))
+        return frames[(level, index)]
+
+    source = TiledPyramidSource(levels, read_frame, decoded_cache=cache, cache_key="slide")
+    resolved = resolve(parse_image_request("10,10,200,150", "100,", "0", "default.png"), 300, 200)
+    first = render_image(source, resolved)[0]
+    assert reads and all(key[0] == "slide" for key in cache.items)
+    count = len(reads)
+    assert render_image(source, resolved)[0] == first
+    assert len(reads) == count  # nothing read or decoded again
+    # Another source sharing the cache has its own keys.
+    other = TiledPyramidSource(levels, read_frame, decoded_cache=cache, cache_key="other")
+    render_image(other, resolved)
+    assert len(reads) == 2 * count
