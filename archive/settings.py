@@ -158,8 +158,11 @@ VITRINE_DIMSE_CHECK_HOST = _env_bool("VITRINE_DIMSE_CHECK_HOST", False)
 # --- HTTP ------------------------------------------------------------------------------
 VITRINE_HTTP_HOST = os.environ.get("VITRINE_HTTP_HOST", "127.0.0.1")
 VITRINE_HTTP_PORT = int(os.environ.get("VITRINE_HTTP_PORT", "8000"))
-VITRINE_HTTP_WORKERS = int(os.environ.get("VITRINE_HTTP_WORKERS", "2"))
-VITRINE_HTTP_THREADS = int(os.environ.get("VITRINE_HTTP_THREADS", "4"))
+# Two processes per core (at most 8: each keeps its own IIIF caches) with two threads
+# each: tiles are short CPU-bound requests, and processes sidestep the GIL
+# (docs/serving.md).
+VITRINE_HTTP_WORKERS = int(os.environ.get("VITRINE_HTTP_WORKERS", str(max(2, min(2 * (os.cpu_count() or 1), 8)))))
+VITRINE_HTTP_THREADS = int(os.environ.get("VITRINE_HTTP_THREADS", "2"))
 VITRINE_PUBLIC_URL = os.environ.get("VITRINE_PUBLIC_URL", "")
 # How many seconds a successful HTTP Basic check is remembered, so that DICOMweb clients
 # sending Basic on every request do not pay a password hash each time.
@@ -169,6 +172,7 @@ VITRINE_BASIC_AUTH_CACHE_S = int(os.environ.get("VITRINE_BASIC_AUTH_CACHE_S", "6
 VITRINE_IIIF_MAX_AREA = int(os.environ.get("VITRINE_IIIF_MAX_AREA", str(4096 * 4096)))
 VITRINE_IIIF_CACHE_BYTES = int(os.environ.get("VITRINE_IIIF_CACHE_BYTES", str(512 * 1024**2)))
 VITRINE_IIIF_RENDERED_CACHE_BYTES = int(os.environ.get("VITRINE_IIIF_RENDERED_CACHE_BYTES", str(64 * 1024**2)))
+VITRINE_IIIF_DECODED_CACHE_BYTES = int(os.environ.get("VITRINE_IIIF_DECODED_CACHE_BYTES", str(64 * 1024**2)))
 VITRINE_IIIF_PAGE_SIZE = int(os.environ.get("VITRINE_IIIF_PAGE_SIZE", "200"))
 
 # --- Celery ----------------------------------------------------------------------------
