@@ -93,15 +93,13 @@ def store_files(
     visibility: str | None = None,
     expect_study_uid: str | None = None,
     session: StoreSession | None = None,
-    synced: bool = False,
 ) -> list[StoreOutcome | ArchiveError]:
     """Admit a batch of temporary files (with their SHA-256 if known), one outcome each.
 
     Each file succeeds or fails on its own, but the batch shares the costly parts: one
     query for duplicates, one fsync per folder, and one database commit (a savepoint per
     file keeps a failing row from taking the others with it). Every temporary file is
-    consumed. A ``session`` carries the study and series rows over to the next batch;
-    ``synced`` says the caller has flushed the files already (``sync_in_background``).
+    consumed. A ``session`` carries the study and series rows over to the next batch.
     """
     items = [_Item(Path(path), sha) for path, sha in files]
     storage = get_storage()
@@ -115,7 +113,7 @@ def store_files(
         for item in waiting:
             entry = item.entry
             item.name = instance_name(entry.study_uid, entry.series_uid, entry.sop_uid, item.sha256)
-        storage.admit_many([(item.name, item.temp_path) for item in waiting], synced=synced)
+        storage.admit_many([(item.name, item.temp_path) for item in waiting])
         with transaction.atomic():
             index = _BatchIndex(received_from, owner, visibility, session or StoreSession())
             for item in waiting:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,9 +19,6 @@ from django.utils.module_loading import import_string
 from .errors import OutOfResources
 
 INCOMING = ".incoming"
-# Receivers that hold several files (STOW-RS) flush each one while they read the next:
-# fsync waits on the disk without holding the GIL.
-_sync_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vitrine-fsync")
 
 
 def instance_name(study_uid: str, series_uid: str, sop_uid: str, sha256: str) -> str:
@@ -47,28 +43,27 @@ class ArchiveFileStorage(FileSystemStorage):
         """Move a finished temporary file to ``name``: fsync, rename, fsync the folder."""
         self.admit_many([(name, temp_path)])
 
-    def sync_in_background(self, temp_path: str | Path) -> Future:
-        """Start flushing a finished temporary file to disk; pass the files whose futures
-        are done to ``admit_many`` with ``synced=True``."""
-        return _sync_pool.submit(_fsync, temp_path)
-
-    def admit_many(self, moves: list[tuple[str, str | Path]], *, synced: bool = False) -> None:
-        """Admit several files, fsyncing each folder once rather than once per file.
-
-        ``synced``: the temporary files are flushed already (``sync_in_background``).
-        """
+    def admit_many(self, moves: list[tuple[str, str | Path]]) -> None:
+        """Admit several files, fsyncing each folder once rather than once per file."""
         folders = set()
         try:
-            if not synced:
-                for _, temp_path in moves:
-                    _fsync(temp_path)
+            for name, temp_path in moves:
+                fd = os.open(temp_path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
             for name, temp_path in moves:
                 final = Path(self.path(name))
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(temp_path, final)
                 folders.add(final.parent)
             for folder in folders:
-                _fsync(folder)
+                dir_fd = os.open(folder, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
         except OSError as exc:
             if exc.errno == 28:  # ENOSPC
                 raise OutOfResources("the archive storage is full") from None
@@ -83,14 +78,6 @@ class ArchiveFileStorage(FileSystemStorage):
             dirnames[:] = [d for d in dirnames if d != INCOMING]
             for filename in filenames:
                 yield str(Path(dirpath, filename).relative_to(root))
-
-
-def _fsync(path: str | Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @lru_cache(maxsize=1)

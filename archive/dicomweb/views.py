@@ -8,10 +8,8 @@ which ``archive.http.ArchiveErrorMiddleware`` turns into JSON answers.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
-from concurrent import futures
 import re
 from pathlib import Path
 
@@ -25,10 +23,7 @@ from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
 from .. import query
 from ..auth import request_user, require_curator
-from ..errors import (
-    ArchiveError, Forbidden, InvalidInput, NotAcceptable, NotFound, OutOfResources, PayloadTooLarge,
-    UnsupportedMediaType,
-)
+from ..errors import ArchiveError, Forbidden, InvalidInput, NotAcceptable, NotFound, PayloadTooLarge, UnsupportedMediaType
 from ..models import Instance, Visibility, can_read_private
 from ..multipart import new_boundary, parse_accept, parse_media_type, read_parts, write_parts, file_chunks
 from ..part10 import add_part10_preamble
@@ -107,7 +102,6 @@ class _HashingSink:
         self.file = get_storage().incoming_file()
         self.path = Path(self.file.name)
         self.digest = hashlib.sha256()
-        self.synced = None
 
     def write(self, data: bytes) -> None:
         self.digest.update(data)
@@ -117,15 +111,12 @@ class _HashingSink:
         self.file.close()
         if add_part10_preamble(self.path):
             self.digest = None  # the bytes changed: the store hashes the file itself
-        self.synced = get_storage().sync_in_background(self.path)  # while the next part arrives
 
     def hexdigest(self) -> str | None:
         return self.digest.hexdigest() if self.digest is not None else None
 
     def discard(self) -> None:
         self.file.close()
-        if self.synced is not None:
-            futures.wait([self.synced])  # not unlinked under a running flush
         self.path.unlink(missing_ok=True)
 
 
@@ -184,18 +175,9 @@ def stow(request, study_uid: str | None = None):
         else:
             sink.discard()
             failed.append({"status": 0xC000, "reason": f"a part has Content-Type {part_type!r}"})
-    try:
-        for sink in dicom:
-            sink.synced.result()  # raises the flush's OSError, if any
-    except OSError as exc:
-        for sink in dicom:
-            sink.discard()
-        if exc.errno == errno.ENOSPC:
-            raise OutOfResources("the archive storage is full") from None
-        raise
     outcomes = store_files(
         [(sink.path, sink.hexdigest()) for sink in dicom],
-        received_from=f"STOW-RS {user.get_username()}", owner=user, expect_study_uid=study_uid, synced=True,
+        received_from=f"STOW-RS {user.get_username()}", owner=user, expect_study_uid=study_uid,
     )
     for outcome in outcomes:
         if isinstance(outcome, ArchiveError):
