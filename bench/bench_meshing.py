@@ -165,7 +165,7 @@ def worker(spec: dict) -> dict:
                 t = time.perf_counter()
                 decimate(octasphere_mesh(2), ratio=0.5)
                 out["compile_s"] = time.perf_counter() - t
-                run = lambda: decimate(Mesh(v, f), ratio=0.1)
+                run = lambda: decimate(Mesh(v, f), ratio=0.1, threads=threads)
             else:
                 import fast_simplification
 

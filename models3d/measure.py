@@ -72,11 +72,34 @@ def bounding_box_mm(mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
     return v.min(axis=0), v.max(axis=0)
 
 
-def _half_edge_keys(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray]:
+def _sorted_edge_keys(faces: np.ndarray, n_vertices: int) -> np.ndarray:
+    """(3F,) int64, sorted: each half-edge ``a -> b`` as ``2 (min V + max) + (a > b)``,
+    its undirected edge with the direction in the lowest bit."""
     f = faces.astype(np.int64)
     a = f.ravel()
-    b = np.roll(f, -1, axis=1).ravel()
-    return a * n_vertices + b, b * n_vertices + a
+    b = f[:, [1, 2, 0]].ravel()
+    keys = 2 * (np.minimum(a, b) * n_vertices + np.maximum(a, b)) + (a > b)
+    keys.sort()
+    return keys
+
+
+def _watertight(keys: np.ndarray) -> bool:
+    """Sorted keys pair up as (edge forwards, edge backwards), every edge once."""
+    if len(keys) % 2:
+        return False
+    first, second = keys[0::2], keys[1::2]
+    return bool(np.all(first % 2 == 0) and np.array_equal(second, first + 1))
+
+
+def _n_edges(keys: np.ndarray) -> int:
+    undirected = keys >> 1
+    return int(len(undirected) and 1 + np.count_nonzero(undirected[1:] != undirected[:-1]))
+
+
+def _n_used(faces: np.ndarray, n_vertices: int) -> int:
+    used = np.zeros(n_vertices, bool)
+    used[faces.ravel()] = True
+    return int(np.count_nonzero(used))
 
 
 def is_watertight(mesh: Mesh) -> bool:
@@ -86,25 +109,19 @@ def is_watertight(mesh: Mesh) -> bool:
     """
     if len(mesh.faces) == 0:
         return True
-    keys, reverse = _half_edge_keys(mesh.faces, len(mesh.vertices))
-    keys.sort()
-    if np.any(keys[1:] == keys[:-1]):  # a directed edge used twice: inconsistent or non-manifold
-        return False
-    reverse.sort()
-    return bool(np.array_equal(keys, reverse))
+    return _watertight(_sorted_edge_keys(mesh.faces, len(mesh.vertices)))
 
 
 def count_edges(mesh: Mesh) -> int:
     """Number of distinct undirected edges."""
-    f = mesh.faces.astype(np.int64)
-    a, b = f.ravel(), np.roll(f, -1, axis=1).ravel()
-    return len(np.unique(np.minimum(a, b) * len(mesh.vertices) + np.maximum(a, b)))
+    return _n_edges(_sorted_edge_keys(mesh.faces, len(mesh.vertices)))
 
 
 def euler_characteristic(mesh: Mesh) -> int:
     """``V - E + F`` over the vertices that faces use (2 per closed sphere-like surface)."""
-    used = len(np.unique(mesh.faces)) if len(mesh.faces) else 0
-    return used - count_edges(mesh) + len(mesh.faces)
+    if len(mesh.faces) == 0:
+        return 0
+    return _n_used(mesh.faces, len(mesh.vertices)) - count_edges(mesh) + len(mesh.faces)
 
 
 @njit(**NJIT)
@@ -196,10 +213,12 @@ def measure_mesh(mesh: Mesh) -> MeshMeasurements:
     mesh = check_mesh(mesh)
     n, _ = connected_components(mesh)
     lo, hi = bounding_box_mm(mesh)
+    keys = _sorted_edge_keys(mesh.faces, len(mesh.vertices))  # one sort for both
+    euler = _n_used(mesh.faces, len(mesh.vertices)) - _n_edges(keys) + len(mesh.faces) if len(mesh.faces) else 0
     return MeshMeasurements(
         n_vertices=len(mesh.vertices), n_faces=len(mesh.faces), n_components=n,
         volume_mm3=volume_mm3(mesh), area_mm2=area_mm2(mesh),
         bbox_min_mm=(float(lo[0]), float(lo[1]), float(lo[2])),
         bbox_max_mm=(float(hi[0]), float(hi[1]), float(hi[2])),
-        watertight=is_watertight(mesh), euler_characteristic=euler_characteristic(mesh),
+        watertight=len(mesh.faces) == 0 or _watertight(keys), euler_characteristic=euler,
     )

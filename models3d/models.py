@@ -41,6 +41,8 @@ class MeshJob(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
+    heartbeat = models.DateTimeField(
+        null=True, blank=True, help_text="last sign of life of the worker running the job")
 
     class Meta:
         ordering = ["-created"]

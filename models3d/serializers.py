@@ -97,7 +97,7 @@ class MeshJobSerializer(serializers.ModelSerializer):
         model = MeshJob
         fields = ["id", "series_uid", "study_uid", "state", "stage", "percent", "eta_s", "error",
                   "cancel_requested", "params", "description", "result_series_uid", "model_group_uid",
-                  "created", "started", "finished", "meshes"]
+                  "created", "started", "finished", "heartbeat", "meshes"]
         read_only_fields = fields
 
     def get_description(self, job: MeshJob) -> str:

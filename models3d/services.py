@@ -13,15 +13,17 @@ import hashlib
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
@@ -78,6 +80,12 @@ MAX_SMOOTH_ITERATIONS = 500
 MAX_DOWNSAMPLE = 16
 #: Seconds between two looks at the cancel flag while a stage runs.
 CANCEL_POLL_S = 0.5
+#: Seconds between two heartbeats of a running job. A thread of the run writes them,
+#: so kernel stages (which release the GIL) do not hold them up.
+HEARTBEAT_S = 10.0
+#: A running job with no heartbeat for this long has lost its worker (killed for
+#: memory, restarted, host gone) and is marked failed when next looked at.
+STALE_AFTER_S = 120.0
 
 # Where each stage sits on the job's 0-100 % scale.
 _READ, _MESH, _WRITE, _STORE = (0, 35), (35, 88), (88, 95), (95, 100)
@@ -87,6 +95,10 @@ _MESH_STAGES = {"isosurface": (0.0, 0.3), "components": (0.3, 0.35), "smooth": (
 
 class JobCancelled(Exception):
     """Raised inside a running job when its cancel flag is seen; never reaches a client."""
+
+
+class JobLost(Exception):
+    """Raised inside a run whose job is no longer running (declared dead meanwhile)."""
 
 
 # --- parameters --------------------------------------------------------------------------
@@ -282,6 +294,7 @@ def request_job(series: Series, params: dict[str, Any], user=None) -> tuple[Mesh
     if "mask" in params and "series_uid" in params["mask"]:
         _check_mask_source(series, params["mask"]["series_uid"])
     key = job_key(series.series_uid, params)
+    fail_stale_jobs()  # a job whose worker died counts as failed: asking again requeues it
     with transaction.atomic():
         job, created = MeshJob.objects.select_for_update().get_or_create(
             key=key, defaults={"series": series, "params": params, "requested_by": user},
@@ -322,12 +335,82 @@ def cancel_job(job: MeshJob) -> MeshJob:
     return job
 
 
+# --- dead workers --------------------------------------------------------------------------
+
+
+def fail_stale_jobs(now: datetime | None = None) -> int:
+    """Mark failed every running job whose heartbeat is older than :data:`STALE_AFTER_S`.
+
+    A worker that is killed (out of memory, SIGKILL, a restart) cannot record its own
+    failure; its job would stay ``running`` for ever. The API calls this before it
+    shows jobs, and :func:`request_job` before it looks for one, so such a job reads
+    as failed with a message saying why, and asking again queues it anew. Returns the
+    number of jobs marked.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=STALE_AFTER_S)
+    stale = MeshJob.objects.filter(state=MeshJob.State.RUNNING).filter(
+        Q(heartbeat__lt=cutoff) | Q(heartbeat__isnull=True, started__lt=cutoff))
+    marked = 0
+    for pk, beat, started in stale.values_list("pk", "heartbeat", "started"):
+        last = beat or started
+        error = (f"the worker running this job stopped: no heartbeat since {last:%Y-%m-%d %H:%M:%S} UTC "
+                 f"({(now - last).total_seconds():.0f} s ago; a live worker beats every {HEARTBEAT_S:g} s). "
+                 "It was probably killed (out of memory, or restarted); request the job again to retry.")
+        # Conditional on the beat read: a worker that beat in between keeps its job.
+        marked += MeshJob.objects.filter(pk=pk, state=MeshJob.State.RUNNING, heartbeat=beat).update(
+            state=MeshJob.State.FAILED, stage="", error=error, finished=now)
+    return marked
+
+
+class _Heartbeat:
+    """Writes the job's heartbeat every :data:`HEARTBEAT_S` from a thread (and database
+    connection) of its own while the run lasts.
+
+    Inside an atomic block (a test's transaction, a caller's) other connections could
+    not see the beats, and a second writer could wait on the block's locks, so no
+    thread starts there; the run's own progress writes still beat.
+    """
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"mesh-job-{job_id}-heartbeat", daemon=True)
+
+    def __enter__(self) -> Self:
+        if not connection.in_atomic_block:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=HEARTBEAT_S)
+
+    def beat(self) -> bool:
+        """Write one heartbeat; False when the job is not running any more."""
+        return bool(MeshJob.objects.filter(pk=self.job_id, state=MeshJob.State.RUNNING)
+                    .update(heartbeat=timezone.now()))
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(HEARTBEAT_S):
+                try:
+                    if not self.beat():
+                        return
+                except DatabaseError:  # a busy or restarting database: try again next beat
+                    log.warning("mesh job %s: heartbeat not written", self.job_id, exc_info=True)
+        finally:
+            connection.close()  # this thread's own connection
+
+
 # --- running -----------------------------------------------------------------------------
 
 
 class _Progress:
-    """Maps stages onto the job's percent, writes it at most once per percent, and
-    raises JobCancelled when the job's cancel flag is set."""
+    """Maps stages onto the job's percent, writes it (and a heartbeat) at most once per
+    percent, and raises JobCancelled when the job's cancel flag is set, JobLost when the
+    job is not running any more (declared dead by :func:`fail_stale_jobs`)."""
 
     def __init__(self, job_id: int, echo: Callable[[str, int], None] | None) -> None:
         self.job_id, self.echo = job_id, echo
@@ -338,7 +421,9 @@ class _Progress:
         percent = int(span[0] + (span[1] - span[0]) * min(max(fraction, 0.0), 1.0))
         if (stage, percent) != (self.stage, self.percent):
             self.stage, self.percent = stage, percent
-            MeshJob.objects.filter(pk=self.job_id).update(stage=stage, percent=percent)
+            if not MeshJob.objects.filter(pk=self.job_id, state=MeshJob.State.RUNNING).update(
+                    stage=stage, percent=percent, heartbeat=timezone.now()):
+                raise JobLost()
             if self.echo is not None:
                 self.echo(stage, percent)
         self.check(force=force_check)
@@ -371,8 +456,9 @@ def run_mesh_job(job_id: int, on_progress: Callable[[str, int], None] | None = N
     Only one runner claims a job (a conditional update from queued to running), so a
     task delivered twice, or the CLI and a worker together, mesh it once.
     """
+    now = timezone.now()
     claimed = MeshJob.objects.filter(pk=job_id, state=MeshJob.State.QUEUED, cancel_requested=False).update(
-        state=MeshJob.State.RUNNING, started=timezone.now(), stage="queued", percent=0, error="")
+        state=MeshJob.State.RUNNING, started=now, heartbeat=now, stage="queued", percent=0, error="")
     job = MeshJob.objects.select_related("series__study__patient").get(pk=job_id)
     if not claimed:
         return job
@@ -386,12 +472,16 @@ def run_mesh_job(job_id: int, on_progress: Callable[[str, int], None] | None = N
                 path.unlink(missing_ok=True)
 
     try:
-        _mesh_and_write(job, progress, outputs)
-        progress.set("store", _STORE, 0.0, force_check=True)
-        meshes = _store(job, outputs)
+        with _Heartbeat(job_id):
+            _mesh_and_write(job, progress, outputs)
+            progress.set("store", _STORE, 0.0, force_check=True)
+            meshes = _store(job, outputs)
     except JobCancelled:
         remove_temporaries()
         _finish(job_id, MeshJob.State.CANCELLED, "")
+    except JobLost:
+        remove_temporaries()
+        log.warning("mesh job %s was declared dead while running; its run stops", job_id)
     except ArchiveError as exc:
         remove_temporaries()
         _finish(job_id, MeshJob.State.FAILED, exc.detail)
@@ -402,7 +492,7 @@ def run_mesh_job(job_id: int, on_progress: Callable[[str, int], None] | None = N
         raise
     else:
         remove_temporaries()
-        MeshJob.objects.filter(pk=job_id).update(
+        MeshJob.objects.filter(pk=job_id, state=MeshJob.State.RUNNING).update(
             state=MeshJob.State.DONE, stage="done", percent=100, finished=timezone.now())
         if on_progress is not None:
             on_progress("done", 100)
@@ -414,7 +504,9 @@ def run_mesh_job(job_id: int, on_progress: Callable[[str, int], None] | None = N
 
 
 def _finish(job_id: int, state: str, error: str) -> None:
-    MeshJob.objects.filter(pk=job_id).update(state=state, error=error, finished=timezone.now())
+    """Record how a run ended, unless the job was declared dead meanwhile."""
+    MeshJob.objects.filter(pk=job_id, state=MeshJob.State.RUNNING).update(
+        state=state, error=error, finished=timezone.now())
 
 
 def _mesh_and_write(job: MeshJob, progress: _Progress, outputs: list[_Output]) -> None:

@@ -26,6 +26,7 @@ class MeshJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     serializer_class = MeshJobSerializer
 
     def get_queryset(self):
+        services.fail_stale_jobs()  # a job whose worker died is shown as failed, not running
         jobs = services.visible_jobs(self.request.user).select_related("series__study").prefetch_related(
             "meshes__stl_instance__series", "meshes__obj_instance__series", "meshes__job__series__study")
         if series_uid := self.request.query_params.get("series"):

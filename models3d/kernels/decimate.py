@@ -41,7 +41,7 @@ from numba import njit, prange
 from archive.errors import InvalidInput
 from models3d.kernels.config import NJIT, NJIT_PARALLEL
 from models3d.kernels.mesh import Mesh, check_mesh, check_threads, numba_threads
-from models3d.kernels.topology import vertex_faces
+from models3d.kernels.topology import _zeros, vertex_faces
 
 #: A surviving face whose normal turns further than this cosine blocks a collapse.
 MIN_NORMAL_COS = 0.2
@@ -55,6 +55,9 @@ BLOCKS_PER_THREAD = 8
 MIN_FACES_PER_BLOCK = 40_000
 #: When less than this share of the live faces is left to remove, sweep as one block.
 SERIAL_TAIL = 0.02
+#: Fewer blocks while less than this share of the live faces lies within one block
+#: (blocks only a few rows of vertices thick would leave most vertices on a border).
+MIN_PURE_SHARE = 0.6
 _INF = np.float32(np.inf)
 
 
@@ -185,15 +188,18 @@ def _update_errors(v, faces, alive, q, err, stale, locked, touched, moved_in):
     vertex id to the higher. Only edges with an end moved in pass ``moved_in``
     (``touched``) change; +inf entries (new, or refused) are computed afresh.
     """
-    for f in prange(faces.shape[0]):
-        if alive[f] and stale[f]:
-            for m in range(3):
-                a, b = faces[f, m], faces[f, (m + 1) % 3]
-                if a > b or (locked[a] and locked[b]):
-                    err[f, m] = np.inf  # cached in the twin face, or can never collapse
-                elif touched[a] == moved_in or touched[b] == moved_in or not err[f, m] < np.inf:
-                    err[f, m] = _optimum(q, v, a, b, locked[a], locked[b])[0]
-            stale[f] = False
+    n = faces.shape[0]
+    size = 16384
+    for c in prange((n + size - 1) // size):
+        for f in range(c * size, min(n, (c + 1) * size)):
+            if alive[f] and stale[f]:
+                for m in range(3):
+                    a, b = faces[f, m], faces[f, (m + 1) % 3]
+                    if a > b or (locked[a] and locked[b]):
+                        err[f, m] = np.inf  # cached in the twin face, or can never collapse
+                    elif touched[a] == moved_in or touched[b] == moved_in or not err[f, m] < np.inf:
+                        err[f, m] = _optimum(q, v, a, b, locked[a], locked[b])[0]
+                stale[f] = False
 
 
 @njit(**NJIT_PARALLEL)
@@ -203,18 +209,22 @@ def _centred_float64(vertices):
     n = vertices.shape[0]
     n_chunks = max(1, min(n, 256))
     size = (n + n_chunks - 1) // n_chunks
-    lo = np.full((n_chunks, 3), np.inf)
-    hi = np.full((n_chunks, 3), -np.inf)
+    lo = np.empty((n_chunks, 3))
+    hi = np.empty((n_chunks, 3))
     for c in prange(n_chunks):
+        lo[c, 0] = lo[c, 1] = lo[c, 2] = np.inf
+        hi[c, 0] = hi[c, 1] = hi[c, 2] = -np.inf
         for i in range(c * size, min(n, (c + 1) * size)):
             for d in range(3):
                 x = vertices[i, d]
                 lo[c, d] = min(lo[c, d], x)
                 hi[c, d] = max(hi[c, d], x)
-    centre = np.zeros(3)
+    centre = np.empty(3)
     for d in range(3):
-        if n:
-            centre[d] = (lo[:, d].min() + hi[:, d].max()) / 2
+        low, high = np.inf, -np.inf
+        for c in range(n_chunks):
+            low, high = min(low, lo[c, d]), max(high, hi[c, d])
+        centre[d] = (low + high) / 2 if n else 0.0
     out = np.empty((n, 3))
     for c in prange(n_chunks):
         for i in range(c * size, min(n, (c + 1) * size)):
@@ -227,8 +237,11 @@ def _centred_float64(vertices):
 def _copy_faces(faces):
     """A copy of (F, 3) int32 faces, written by all threads."""
     out = np.empty_like(faces)
-    for f in prange(faces.shape[0]):
-        out[f, 0], out[f, 1], out[f, 2] = faces[f, 0], faces[f, 1], faces[f, 2]
+    n = faces.shape[0]
+    size = 65536
+    for c in prange((n + size - 1) // size):
+        for f in range(c * size, min(n, (c + 1) * size)):
+            out[f, 0], out[f, 1], out[f, 2] = faces[f, 0], faces[f, 1], faces[f, 2]
     return out
 
 
@@ -276,13 +289,13 @@ def _assign_blocks(bounds, block):
 
 
 @njit(**NJIT_PARALLEL)
-def _pure_faces(faces, alive, block, n_blocks, border, pass_id, n_chunks):
+def _pure_faces(faces, alive, block, n_blocks, border, layout, n_chunks):
     """Live faces with all corners in one block, grouped by block in face order:
     (P,) int32 face ids and (n_blocks + 1,) int64 starts. Every corner of a live
-    impure face gets ``border = pass_id``."""
+    impure face gets ``border = layout``."""
     n = faces.shape[0]
     size = max(1, (n + n_chunks - 1) // n_chunks)
-    hist = np.zeros((n_chunks, n_blocks), np.int64)
+    hist = _zeros(n_chunks, n_blocks)
     for c in prange(n_chunks):
         for f in range(c * size, min(n, (c + 1) * size)):
             if not alive[f]:
@@ -292,11 +305,11 @@ def _pure_faces(faces, alive, block, n_blocks, border, pass_id, n_chunks):
             if block[b] == k and block[d] == k:
                 hist[c, k] += 1
             else:  # every thread that writes here writes the same value
-                border[a] = pass_id
-                border[b] = pass_id
-                border[d] = pass_id
-    pos = np.zeros((n_chunks, n_blocks), np.int64)
-    starts = np.zeros(n_blocks + 1, np.int64)
+                border[a] = layout
+                border[b] = layout
+                border[d] = layout
+    pos = _zeros(n_chunks, n_blocks)
+    starts = _zeros(1, n_blocks + 1)[0]
     total = 0
     for k in range(n_blocks):
         starts[k] = total
@@ -317,54 +330,63 @@ def _pure_faces(faces, alive, block, n_blocks, border, pass_id, n_chunks):
 
 
 @njit(**NJIT)
-def _normal(v, a, b, c, px, py, pz, moved):
-    """Normal (unnormalised) of face (a, b, c) with vertex ``moved`` placed at p."""
-    ax, ay, az = (px, py, pz) if a == moved else (v[a, 0], v[a, 1], v[a, 2])
-    bx, by, bz = (px, py, pz) if b == moved else (v[b, 0], v[b, 1], v[b, 2])
-    cx, cy, cz = (px, py, pz) if c == moved else (v[c, 0], v[c, 1], v[c, 2])
-    ux, uy, uz, wx, wy, wz = bx - ax, by - ay, bz - az, cx - ax, cy - ay, cz - az
-    return uy * wz - uz * wy, uz * wx - ux * wz, ux * wy - uy * wx
+def _turns(v, faces, f, end, px, py, pz):
+    """True if moving corner ``end`` of face f to p flips or degenerates it: the normal
+    turns further than ``MIN_NORMAL_COS`` (compared squared, no roots)."""
+    a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
+    # the corners after ``end`` in the face's order: normal = (u - e) x (w - e)
+    if a == end:
+        u, w = b, c
+    elif b == end:
+        u, w = c, a
+    else:
+        u, w = a, b
+    ex, ey, ez = v[end, 0], v[end, 1], v[end, 2]
+    ux, uy, uz = v[u, 0], v[u, 1], v[u, 2]
+    wx, wy, wz = v[w, 0], v[w, 1], v[w, 2]
+    ax, ay, az, bx, by, bz = ux - ex, uy - ey, uz - ez, wx - ex, wy - ey, wz - ez
+    x0, y0, z0 = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+    ax, ay, az, bx, by, bz = ux - px, uy - py, uz - pz, wx - px, wy - py, wz - pz
+    x1, y1, z1 = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+    l0 = x0 * x0 + y0 * y0 + z0 * z0
+    l1 = x1 * x1 + y1 * y1 + z1 * z1
+    dot = x0 * x1 + y0 * y1 + z0 * z1
+    return l1 <= 1e-24 * l0 or dot <= 0.0 or dot * dot < MIN_NORMAL_COS * MIN_NORMAL_COS * l0 * l1
 
 
 @njit(**NJIT)
-def _flips(v, faces, alive, off, ref, lo, keep, gone, px, py, pz):
-    """True if moving ``keep`` and ``gone`` to p flips or degenerates a surviving face.
-    off/ref: the block's CSR, vertex ids offset by ``lo``."""
-    for end in (keep, gone):
-        for r in range(off[end - lo], off[end - lo + 1]):
-            f = ref[r]
-            if not alive[f]:
-                continue
-            a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
-            if (a == keep or b == keep or c == keep) and (a == gone or b == gone or c == gone):
-                continue  # dies with the edge
-            x0, y0, z0 = _normal(v, a, b, c, px, py, pz, -1)
-            x1, y1, z1 = _normal(v, a, b, c, px, py, pz, end)
-            l0 = np.sqrt(x0 * x0 + y0 * y0 + z0 * z0)
-            l1 = np.sqrt(x1 * x1 + y1 * y1 + z1 * z1)
-            if l1 <= 1e-12 * l0 or x0 * x1 + y0 * y1 + z0 * z1 < MIN_NORMAL_COS * l0 * l1:
-                return True
-    return False
+def _can_collapse(v, faces, alive, off, ref, lo, a, b, px, py, pz, stamp, mark):
+    """The link condition (exactly two shared neighbours) and no surviving face turned
+    over, for moving a and b to p; one walk over each end's faces.
 
-
-@njit(**NJIT)
-def _link_ok(faces, alive, off, ref, lo, a, b, stamp, mark):
-    """Link condition for interior edge (a, b): exactly two shared neighbours."""
+    off/ref: the block's CSR, vertex ids offset by ``lo``. Returns 0 if allowed, 1 if
+    the link condition fails, 2 if a face would flip.
+    """
+    flips = False
     for r in range(off[a - lo], off[a - lo + 1]):
         f = ref[r]
         if alive[f]:
-            for m in range(3):
-                mark[faces[f, m]] = stamp
+            x, y, z = faces[f, 0], faces[f, 1], faces[f, 2]
+            mark[x] = stamp
+            mark[y] = stamp
+            mark[z] = stamp
+            if not flips and x != b and y != b and z != b:
+                flips = _turns(v, faces, f, a, px, py, pz)
     shared = 0
     for r in range(off[b - lo], off[b - lo + 1]):
         f = ref[r]
         if alive[f]:
-            for m in range(3):
-                u = faces[f, m]
+            x, y, z = faces[f, 0], faces[f, 1], faces[f, 2]
+            dies = x == a or y == a or z == a
+            for u in (x, y, z):
                 if u != a and u != b and mark[u] == stamp:
                     mark[u] = -stamp  # count each shared vertex once
                     shared += 1
-    return shared == 2
+            if not flips and not dies:
+                flips = _turns(v, faces, f, b, px, py, pz)
+    if shared != 2:
+        return 1
+    return 2 if flips else 0
 
 
 @njit(**NJIT)
@@ -393,7 +415,7 @@ def _collapse(v, q, faces, alive, stale, off, ref, lo, a, b, px, py, pz):
 
 
 @njit(**NJIT)
-def _sweep_block(v, faces, alive, q, err, stale, locked, border, touched, mark, pass_id,
+def _sweep_block(v, faces, alive, q, err, stale, locked, border, layout, touched, mark, pass_id,
                  threshold, lo, hi, own, quota, stamp, stamp_step):
     """Collapse edges under ``threshold`` among the block's pure faces ``own`` (int32,
     face order); vertices [lo, hi). Returns (faces removed, stamps used)."""
@@ -425,17 +447,15 @@ def _sweep_block(v, faces, alive, q, err, stale, locked, border, touched, mark, 
             a, b = faces[f, m], faces[f, (m + 1) % 3]
             if touched[a] == pass_id or touched[b] == pass_id or (locked[a] and locked[b]):
                 continue
-            if border[a] == pass_id or border[b] == pass_id:
+            if border[a] == layout or border[b] == layout:
                 continue  # some face of a or b belongs to another block this pass
             if locked[b]:  # keep the boundary vertex where it is
                 a, b = b, a
             tries += 1
-            if not _link_ok(faces, alive, off, ref, lo, a, b, stamp + tries * stamp_step, mark):
-                err[f, m] = np.inf  # until a collapse next to it makes f stale
-                continue
             _, px, py, pz = _optimum(q, v, a, b, locked[a], False)
-            if _flips(v, faces, alive, off, ref, lo, a, b, px, py, pz):
-                err[f, m] = np.inf
+            if _can_collapse(v, faces, alive, off, ref, lo, a, b, px, py, pz,
+                             stamp + tries * stamp_step, mark):
+                err[f, m] = np.inf  # refused until a collapse next to it makes f stale
                 continue
             removed += _collapse(v, q, faces, alive, stale, off, ref, lo, a, b, px, py, pz)
             # Only a's face list is now out of date; faces around it are stale and skipped.
@@ -446,14 +466,14 @@ def _sweep_block(v, faces, alive, q, err, stale, locked, border, touched, mark, 
 
 
 @njit(**NJIT_PARALLEL)
-def _sweep(v, faces, alive, q, err, stale, locked, border, touched, mark, pass_id, threshold,
+def _sweep(v, faces, alive, q, err, stale, locked, border, layout, touched, mark, pass_id, threshold,
            bounds, own, starts, quota, stamp, removed, tries):
     """One pass: every block sweeps its own faces in parallel (see the module docstring).
     removed/tries (n_blocks,) int64 receive each block's counts."""
     n_blocks = bounds.shape[0] - 1
     for k in prange(n_blocks):
         removed[k], tries[k] = _sweep_block(
-            v, faces, alive, q, err, stale, locked, border, touched, mark, pass_id, threshold,
+            v, faces, alive, q, err, stale, locked, border, layout, touched, mark, pass_id, threshold,
             bounds[k], bounds[k + 1], own[starts[k]:starts[k + 1]], quota[k], stamp + k, n_blocks)
 
 
@@ -535,7 +555,8 @@ def decimate(mesh: Mesh, ratio: float | None = None, count: int | None = None,
     if target >= n_faces:
         return mesh
     n_threads = check_threads(threads)
-    with numba_threads(n_threads):
+    # Every prange below runs over blocks or chunks, handed out one at a time.
+    with numba_threads(n_threads, chunk=1):
         return _decimate(mesh, target, n_threads)
 
 
@@ -553,12 +574,14 @@ def _decimate(mesh: Mesh, target: int, n_threads: int) -> Mesh:
     q, locked = _quadrics_and_locks(v, faces, max_blocks)
     alive = np.ones(n_faces, np.bool_)
     stale = np.ones(n_faces, np.bool_)
-    err = np.full((n_faces, 3), np.inf, np.float32)  # cached edge errors, only compared
+    # Cached edge errors, only compared. The first update computes every entry (all
+    # vertices count as moved in "pass 0"), so the array needs no serial fill here.
+    err = np.empty((n_faces, 3), np.float32)
     block = np.zeros(n_vertices, np.int32)
-    border = np.zeros(n_vertices, np.int32)  # == pass id: has a face in another block
+    border = np.zeros(n_vertices, np.int32)  # == layout: has a face in another block
     touched = np.zeros(n_vertices, np.int32)  # == pass id: moved or removed this pass
     mark = np.zeros(n_vertices, np.int64)
-    n_alive, stamp, idle, pass_id = n_faces, 1, 0, 0
+    n_alive, stamp, idle, pass_id, layout = n_faces, 1, 0, 0, 0
     while n_alive > target and idle < 3:
         pass_id += 1
         _update_errors(v, faces, alive, q, err, stale, locked, touched, pass_id - 1)
@@ -567,20 +590,25 @@ def _decimate(mesh: Mesh, target: int, n_threads: int) -> Mesh:
         fraction = min(1.0, FRACTION_GAIN * remaining / n_alive + 0.05 * idle)
         threshold = float(np.quantile(sample, fraction)) if len(sample) else np.inf
         n_blocks = min(max_blocks, n_alive // MIN_FACES_PER_BLOCK)
-        if n_blocks < 2 or remaining < SERIAL_TAIL * n_alive:
-            n_blocks = 1
-        bounds = _block_bounds(n_vertices, n_blocks, pass_id)
-        _assign_blocks(bounds, block)
-        own, starts = _pure_faces(faces, alive, block, n_blocks, border, pass_id, max_blocks)
+        if n_blocks < 2 or remaining < SERIAL_TAIL * n_alive or idle:
+            n_blocks = 1  # the tail, or a pass that found nothing: one block, no borders
+        while True:
+            bounds = _block_bounds(n_vertices, n_blocks, pass_id)
+            _assign_blocks(bounds, block)
+            layout += 1  # marks this layout's border vertices
+            own, starts = _pure_faces(faces, alive, block, n_blocks, border, layout,
+                                      max(1, min(256, len(faces) // 16384)))
+            if n_blocks == 1 or starts[-1] >= MIN_PURE_SHARE * n_alive:
+                break
+            n_blocks //= 2
         if n_blocks == 1:
             quota = np.array([remaining], np.int64)
         else:  # shares of 90 %: a block may pass its quota by one collapse
             quota = (0.9 * remaining * np.diff(starts) / max(1, starts[-1])).astype(np.int64)
         removed = np.zeros(n_blocks, np.int64)
         tries = np.zeros(n_blocks, np.int64)
-        with numba_threads(n_threads, chunk=1):  # blocks handed out one at a time
-            _sweep(v, faces, alive, q, err, stale, locked, border, touched, mark, pass_id,
-                   np.float32(threshold), bounds, own, starts, quota, stamp, removed, tries)
+        _sweep(v, faces, alive, q, err, stale, locked, border, layout, touched, mark, pass_id,
+               np.float32(threshold), bounds, own, starts, quota, stamp, removed, tries)
         stamp += (int(tries.max()) + 1) * n_blocks
         before, n_alive = n_alive, n_alive - int(removed.sum())
         idle = idle + 1 if n_alive == before else 0

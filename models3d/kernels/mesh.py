@@ -84,3 +84,18 @@ def numba_threads(threads: int | None, chunk: int = 0) -> Iterator[None]:
     finally:
         numba.set_parallel_chunksize(previous_chunk)
         numba.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def parallel_chunks(chunk: int) -> Iterator[None]:
+    """Hand ``prange`` iterations out in chunks of ``chunk`` (0: one static block per
+    thread) for the body, keeping the thread count; restores the previous setting.
+
+    Kernels whose ``prange`` runs over a few dozen blocks or chunks want 1: a thread
+    that the OS preempts then holds up one block, not half of the loop.
+    """
+    previous = numba.set_parallel_chunksize(chunk)
+    try:
+        yield
+    finally:
+        numba.set_parallel_chunksize(previous)

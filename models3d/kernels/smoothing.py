@@ -124,8 +124,12 @@ def _to_float32(acc, centre, fixed, original, out):
 
 
 @njit(**NJIT_PARALLEL)
-def _chebyshev_step(off, nbr, fixed, prev, cur, nxt, acc, coef):
-    """nxt = 2 W cur - prev; acc += coef * nxt (all (V, 3) float32, sums in float64)."""
+def _chebyshev_step(off, nbr, fixed, prev, cur, acc, coef):
+    """prev <- 2 W cur - prev (in place: the next term); acc += coef * that.
+
+    All (V, 3) float32, neighbour sums in float64. Writing over ``prev`` (read only at
+    its own vertex) saves a third state array and its memory traffic.
+    """
     for v in prange(cur.shape[0]):
         s, e = off[v], off[v + 1]
         if fixed[v] or e == s:
@@ -142,7 +146,7 @@ def _chebyshev_step(off, nbr, fixed, prev, cur, nxt, acc, coef):
         x = 2.0 * wx - prev[v, 0]
         y = 2.0 * wy - prev[v, 1]
         z = 2.0 * wz - prev[v, 2]
-        nxt[v, 0], nxt[v, 1], nxt[v, 2] = x, y, z
+        prev[v, 0], prev[v, 1], prev[v, 2] = x, y, z
         acc[v, 0] += coef * x
         acc[v, 1] += coef * y
         acc[v, 2] += coef * z
@@ -227,9 +231,8 @@ def smooth(mesh: Mesh, iterations: int = SMOOTH_ITERATIONS, passband: float = SM
     if len(mesh.faces) == 0:
         return mesh
     coef = sinc_coefficients(int(iterations), float(passband), window)
-    with numba_threads(threads):
-        off, nbr, boundary = vertex_adjacency(mesh.faces, len(mesh.vertices))
     with numba_threads(threads, chunk=8192):
+        off, nbr, boundary = vertex_adjacency(mesh.faces, len(mesh.vertices))
         centre = mesh.vertices.mean(axis=0, dtype=np.float64)
         # float32 state about the centre (half the memory traffic of float64); each
         # vertex's neighbour sums are formed in float64.
@@ -237,10 +240,9 @@ def smooth(mesh: Mesh, iterations: int = SMOOTH_ITERATIONS, passband: float = SM
         cur = np.empty_like(prev)
         acc = np.empty_like(prev)
         _first_step(off, nbr, boundary, prev, cur, acc, float(coef[0]), float(coef[1]))
-        nxt = np.empty_like(prev)
         for n in range(2, int(iterations) + 1):
-            _chebyshev_step(off, nbr, boundary, prev, cur, nxt, acc, float(coef[n]))
-            prev, cur, nxt = cur, nxt, prev
+            _chebyshev_step(off, nbr, boundary, prev, cur, acc, float(coef[n]))
+            prev, cur = cur, prev
         out = np.empty(mesh.vertices.shape, np.float32)
         _to_float32(acc, centre, boundary, mesh.vertices, out)
     return Mesh(out, mesh.faces)

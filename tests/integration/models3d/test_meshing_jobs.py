@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
+from datetime import timedelta
 from io import StringIO
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 from PIL import Image
 
 from archive.dicom.encapsulated import read_encapsulated_obj, read_encapsulated_stl
@@ -215,6 +218,80 @@ def test_cancel_a_running_job(client, curator, sphere_series, job_worker, monkey
     release.set()
     job = wait_for_job(job_id)
     assert job.state == "cancelled" and not job.meshes.exists()
+    assert not Instance.objects.filter(series__modality="M3D").exists()
+    assert not incoming_leftovers()
+
+
+@pytest.mark.django_db
+def test_a_job_whose_worker_died_reads_as_failed(client, curator, sphere_series,
+                                                  django_capture_on_commit_callbacks):
+    """A worker killed mid-job never records the end; its heartbeat stops instead."""
+    uid = sphere_series[0].SeriesInstanceUID
+    with django_capture_on_commit_callbacks(execute=False):  # no worker runs these
+        dead_id = post_job(client, {"series_uid": uid, "threshold_hu": 0}).json()["id"]
+        alive_id = post_job(client, {"series_uid": uid, "preset": "skin"}).json()["id"]
+    now = timezone.now()
+    long_ago = now - timedelta(seconds=2 * services.STALE_AFTER_S)
+    MeshJob.objects.filter(pk=dead_id).update(state="running", stage="smooth", started=long_ago,
+                                              heartbeat=long_ago)
+    MeshJob.objects.filter(pk=alive_id).update(state="running", stage="smooth", started=long_ago, heartbeat=now)
+    shown = client.get(f"/api/meshing-jobs/{dead_id}", **basic(*CURATOR)).json()
+    assert shown["state"] == "failed" and shown["finished"] is not None
+    assert "worker running this job stopped" in shown["error"] and "request the job again" in shown["error"]
+    listed = {j["id"]: j["state"] for j in client.get(f"/api/meshing-jobs?series={uid}", **basic(*CURATOR)).json()}
+    assert listed == {dead_id: "failed", alive_id: "running"}
+    # Asking again queues the dead job anew, on the same row.
+    with django_capture_on_commit_callbacks(execute=False):
+        again = post_job(client, {"series_uid": uid, "threshold_hu": 0})
+    assert again.status_code == 201 and again.json()["id"] == dead_id and again.json()["state"] == "queued"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_running_job_beats_and_a_run_declared_dead_stops(client, curator, sphere_series, job_worker,
+                                                           monkeypatch):
+    started, release, ended = threading.Event(), threading.Event(), threading.Event()
+    frozen, beating = threading.Event(), threading.Lock()
+    original_mesh, original_exit = services._mesh_one, services._Heartbeat.__exit__
+    original_beat = services._Heartbeat.beat
+
+    def held(*args, **kwargs):
+        started.set()
+        assert release.wait(120)
+        return original_mesh(*args, **kwargs)
+
+    def beat(self):
+        with beating:
+            return True if frozen.is_set() else original_beat(self)
+
+    def exit_and_tell(self, *exc_info):
+        original_exit(self, *exc_info)
+        ended.set()
+
+    monkeypatch.setattr(services, "_mesh_one", held)
+    monkeypatch.setattr(services._Heartbeat, "beat", beat)
+    monkeypatch.setattr(services._Heartbeat, "__exit__", exit_and_tell)
+    monkeypatch.setattr(services, "HEARTBEAT_S", 0.01)
+    created = post_job(client, {"series_uid": sphere_series[0].SeriesInstanceUID, "threshold_hu": 0})
+    job_id = created.json()["id"]
+    assert started.wait(120), "the worker never started the job"
+    # While a stage holds the run, the heartbeat thread keeps the row fresh.
+    long_ago = timezone.now() - timedelta(seconds=2 * services.STALE_AFTER_S)
+    MeshJob.objects.filter(pk=job_id).update(heartbeat=long_ago)
+    deadline = time.monotonic() + 60
+    while MeshJob.objects.get(pk=job_id).heartbeat <= long_ago and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert MeshJob.objects.get(pk=job_id).heartbeat > long_ago, "no heartbeat while the stage ran"
+    # The heartbeat stops (as if the worker had died); the next look declares the job dead.
+    with beating:  # no beat is under way once this is held
+        frozen.set()
+    MeshJob.objects.filter(pk=job_id).update(heartbeat=long_ago)
+    assert services.fail_stale_jobs() == 1
+    assert client.get(f"/api/meshing-jobs/{job_id}", **basic(*CURATOR)).json()["state"] == "failed"
+    # The run, if it was alive after all, stops at its next step and leaves nothing behind.
+    release.set()
+    assert ended.wait(120), "the run never ended"
+    job = MeshJob.objects.get(pk=job_id)
+    assert job.state == "failed" and "stopped" in job.error and not job.meshes.exists()
     assert not Instance.objects.filter(series__modality="M3D").exists()
     assert not incoming_leftovers()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -15,6 +17,9 @@ from tests.factories.volumes import porous_volume, sphere_volume
 from tests.reference import decimate as reference
 from tests.reference.meshes import hausdorff_mm
 from tests.unit.models3d.conftest import needs_jit
+
+# The package exports the function under the module's name: reach the module itself.
+decimate_module = importlib.import_module("models3d.kernels.decimate")
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +99,48 @@ def test_count_above_input_is_a_no_op(sphere):
 def test_rejects_bad_targets(sphere, kwargs):
     with pytest.raises(InvalidInput):
         decimate(sphere, **kwargs)
+
+
+@pytest.fixture
+def many_blocks(monkeypatch):
+    """Small meshes sweep in parallel blocks too (normally only large ones do)."""
+    monkeypatch.setattr(decimate_module, "MIN_FACES_PER_BLOCK", 60)
+    sweeps = []
+    original = decimate_module._sweep
+
+    def counting(*args):
+        sweeps.append(len(args[13]) - 1)  # the number of blocks of this pass
+        return original(*args)
+
+    monkeypatch.setattr(decimate_module, "_sweep", counting)
+    return sweeps
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_parallel_blocks_keep_the_sphere_closed(sphere, many_blocks, shuffle):
+    mesh = sphere
+    if shuffle:  # vertex ids with no spatial order: renumbered along an axis first
+        perm = np.random.default_rng(5).permutation(len(sphere.vertices))
+        inverse = np.empty_like(perm)
+        inverse[perm] = np.arange(len(perm))
+        mesh = Mesh(sphere.vertices[perm], inverse[sphere.faces].astype(np.int32))
+    out = decimate(mesh, ratio=0.2, threads=2)
+    assert max(many_blocks) > 1
+    assert len(out.faces) <= round(0.2 * len(mesh.faces))
+    assert len(out.faces) >= 0.9 * round(0.2 * len(mesh.faces))
+    assert measure.is_watertight(out)
+    assert measure.euler_characteristic(out) == 2
+    assert measure.volume_mm3(out) == pytest.approx(measure.volume_mm3(sphere), rel=0.03)
+    assert hausdorff_mm(sphere, out, n=500) < 0.5
+
+
+def test_parallel_blocks_keep_boundaries_and_components(many_blocks):
+    grid = noisy(grid_mesh(16), 0.01, seed=7)
+    a = octasphere_mesh(3, 1.0)
+    joined = join_meshes(grid, Mesh(a.vertices + np.float32(5.0), a.faces))
+    out = decimate(joined, ratio=0.3, threads=2)
+    assert max(many_blocks) > 1
+    assert measure.connected_components(out)[0] == 2
+    kept = {tuple(p) for p in out.vertices.tolist()}
+    _, _, boundary = vertex_adjacency(grid.faces, len(grid.vertices))
+    assert all(tuple(p) in kept for p in grid.vertices[boundary].tolist())
