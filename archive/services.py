@@ -243,8 +243,6 @@ class _BatchIndex:
             if added:
                 Series.objects.filter(pk=series.pk).update(num_instances=F("num_instances") + added)
         for study in self.studies.values():
-            if not any(self.added.get(s.pk) for s, _ in self.series.values() if s.study_id == study.pk):
-                continue
             series_here = [(s, c) for s, c in self.series.values() if s.study_id == study.pk]
             added = sum(self.added.get(s.pk, 0) for s, _ in series_here)
             new_series = sum(1 for s, c in series_here if c and self.added.get(s.pk))

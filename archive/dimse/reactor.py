@@ -106,14 +106,6 @@ class _Checkpoint(threading.Event):
         self._attention.set()
 
 
-def _wakeup(dul: DULServiceProvider) -> _Wakeup:
-    return dul._vitrine_wakeup
-
-
-def _attention(assoc: Association) -> threading.Event:
-    return assoc._vitrine_attention
-
-
 def _wait_for_io(dul: DULServiceProvider, wakeup: _Wakeup) -> None:
     """Block until the peer sends something, the user queues a primitive, or a tick."""
     transport = dul.socket
@@ -134,7 +126,7 @@ def _wait_for_io(dul: DULServiceProvider, wakeup: _Wakeup) -> None:
 
 def _run_dul_reactor(self: DULServiceProvider) -> None:
     """The DUL thread: same order of work as pynetdicom's loop, waiting in select."""
-    wakeup = _wakeup(self)
+    wakeup = self._vitrine_wakeup
     self._idle_timer.start()
     try:
         while True:
@@ -160,7 +152,7 @@ def _run_dul_reactor(self: DULServiceProvider) -> None:
                 self.assoc.is_established = False
                 self.assoc._kill = True
                 self._kill_thread = True
-                _attention(self.assoc).set()
+                self.assoc._vitrine_attention.set()
                 return
             try:
                 event = self.event_queue.get(block=False)
@@ -169,9 +161,9 @@ def _run_dul_reactor(self: DULServiceProvider) -> None:
                 continue
             self.state_machine.do_action(event)
             # Whatever the action produced for the user side is queued by now.
-            _attention(self.assoc).set()
+            self.assoc._vitrine_attention.set()
     finally:
-        _attention(self.assoc).set()
+        self.assoc._vitrine_attention.set()
         wakeup.close()
 
 
@@ -182,7 +174,7 @@ def _run_association_reactor(self: Association) -> None:
     a release request, notice an abort, notice the DUL thread's end, and the network
     timeout.
     """
-    attention = _attention(self)
+    attention = self._vitrine_attention
     self._is_paused = False
     while not self._kill:
         attention.wait(TICK)
@@ -263,12 +255,12 @@ def _recv(self: AssociationSocket, nr_bytes: int) -> bytearray:
 
 def _send_pdu(self: DULServiceProvider, primitive) -> None:
     _pynetdicom_send_pdu(self, primitive)
-    _wakeup(self).set()
+    self._vitrine_wakeup.set()
 
 
 def _kill_dul(self: DULServiceProvider) -> None:
     _pynetdicom_kill_dul(self)
-    _wakeup(self).set()
+    self._vitrine_wakeup.set()
 
 
 def _stop_dul(self: DULServiceProvider) -> bool:
@@ -276,14 +268,14 @@ def _stop_dul(self: DULServiceProvider) -> bool:
     if self.state_machine.current_state != "Sta1":
         return False
     self._kill_thread = True
-    _wakeup(self).set()
+    self._vitrine_wakeup.set()
     if threading.current_thread() is not self and self.is_alive():
         self.join()
     return True
 
 
 def _kill(self: Association) -> None:
-    _attention(self).set()
+    self._vitrine_attention.set()
     _pynetdicom_kill(self)
 
 
@@ -322,7 +314,7 @@ def write_message(
             _send_all(sock, buffers)
     except OSError as exc:
         dul.event_queue.put("Evt17")
-        _wakeup(dul).set()
+        dul._vitrine_wakeup.set()
         raise ConnectionError(f"sending to the peer failed: {exc}") from exc
     dul._idle_timer.restart()
 
@@ -527,7 +519,11 @@ def _receive_primitive(self: DIMSEServiceProvider, primitive: P_DATA) -> None:
             if control & 0x02:
                 command = bytes(incoming.command)
                 incoming.fields = read_command_set(command)
-                if not _data_follows(command):
+                if incoming.fields is not None:
+                    follows = incoming.fields.get("CommandDataSetType", 0x0101) != 0x0101
+                else:  # pynetdicom decodes it, but the data set is ours to collect
+                    follows = _data_follows(command)
+                if not follows:
                     _finish(self, incoming)
                     incoming = None
         else:
