@@ -16,7 +16,6 @@ read, because stored files never change in place (a replacement gets a new name)
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections import OrderedDict
@@ -50,7 +49,6 @@ JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 # ImageType value 3 of WSI instances that are not pyramid levels (PS3.3 C.8.12.4.1.1).
 _NOT_A_LEVEL = {"LABEL", "OVERVIEW", "THUMBNAIL"}
 _FRAME_RE = re.compile(r"^(?P<uid>[0-9.]+):(?P<frame>[0-9]+)(?P<window>~.*)?$")
-_DEFAULT_CACHE_BYTES = 512 * 1024**2
 
 
 # --- identifiers ------------------------------------------------------------------------
@@ -209,18 +207,14 @@ class SourceCache:
             self._bytes = 0
 
 
-def _setting(name: str, default: int) -> int:
-    """A size from settings, else from the environment (see docs/serving.md), else the default."""
-    return int(getattr(settings, name, os.environ.get(name, default)))
-
-
-_cache = SourceCache(_setting("VITRINE_IIIF_CACHE_BYTES", _DEFAULT_CACHE_BYTES))
+# Sizes from settings (archive/settings.py reads them from the environment).
+_cache = SourceCache(settings.VITRINE_IIIF_CACHE_BYTES)
 # Rendered images that were not a stored tile (edge tiles, thumbnails, regions): cheap
 # to keep, dear to make again.  Keyed by the source's key and the canonical request.
-rendered_cache = SourceCache(_setting("VITRINE_IIIF_RENDERED_CACHE_BYTES", 64 * 1024**2))
+rendered_cache = SourceCache(settings.VITRINE_IIIF_RENDERED_CACHE_BYTES)
 # Decoded tiles of pyramids, for the next region, thumbnail or edge tile that touches
 # them (a 256 px RGB tile is 192 KiB).
-decoded_tiles = SourceCache(_setting("VITRINE_IIIF_DECODED_CACHE_BYTES", 64 * 1024**2))
+decoded_tiles = SourceCache(settings.VITRINE_IIIF_DECODED_CACHE_BYTES)
 # Where the whole stored tile that answers a request lies (iiif.images): small entries,
 # so that a repeated tile skips parsing and planning.
 tile_plans = SourceCache(8 * 1024**2)
