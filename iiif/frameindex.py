@@ -1,11 +1,10 @@
 """Where each frame of a stored WSI level file lies, found once, read with ``pread``.
 
-A pyramid's level 0 easily holds 20,000 frames.  ``archive.frames`` finds them by
-walking the file with a buffered reader, whose 8 KiB buffer is refilled after every
-seek past a fragment: 0.3 s for a 20,000-frame level on the development machine, in
-every worker that opens the slide.  Here the same walk (``archive.part10``) runs over
-an unbuffered file, which reads just the 8-byte item headers (about 3x faster), and
-the offsets are kept as two flat arrays (16 bytes a frame) rather than objects.
+A pyramid's level 0 easily holds 20,000 frames.  The walk is ``archive.part10``'s, over
+an unbuffered file (which reads just the 8-byte item headers, about 3x faster than a
+buffered reader refilling after every seek), as in ``archive.frames.layout_of``; but
+where that keeps the whole layout as objects for WADO-RS, this keeps the offsets as two
+flat arrays (16 bytes a frame), which matters for a slide held in every worker.
 Stored files never change in place, so an index never goes stale.
 """
 
