@@ -23,6 +23,7 @@ bytes and the same headers.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable, Iterable
 
@@ -30,6 +31,9 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
 from django.core.signals import request_finished, request_started
+from django.http import HttpResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.security import SecurityMiddleware
 
 from archive.errors import ArchiveError
 from iiif import services
@@ -121,21 +125,16 @@ class ImageFastPath:
 
 
 def _middleware_headers(secure: bool) -> list[tuple[str, str]]:
-    """The headers SecurityMiddleware and XFrameOptionsMiddleware add, from the settings."""
-    headers = []
-    if settings.SECURE_HSTS_SECONDS and secure:
-        value = f"max-age={settings.SECURE_HSTS_SECONDS}"
-        if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
-            value += "; includeSubDomains"
-        if settings.SECURE_HSTS_PRELOAD:
-            value += "; preload"
-        headers.append(("Strict-Transport-Security", value))
-    if settings.SECURE_CONTENT_TYPE_NOSNIFF:
-        headers.append(("X-Content-Type-Options", "nosniff"))
-    if policy := settings.SECURE_REFERRER_POLICY:
-        parts = [v.strip() for v in policy.split(",")] if isinstance(policy, str) else policy
-        headers.append(("Referrer-Policy", ",".join(parts)))
-    if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
-        headers.append(("Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY))
-    headers.append(("X-Frame-Options", getattr(settings, "X_FRAME_OPTIONS", "DENY").upper()))
-    return headers
+    """The headers SecurityMiddleware and XFrameOptionsMiddleware add to a response, as
+    those middleware compute them from the settings: they are asked once, here, with an
+    empty response to an ``http`` or ``https`` request."""
+    request = WSGIRequest({
+        "REQUEST_METHOD": "GET", "PATH_INFO": "/", "SERVER_NAME": "localhost",
+        "SERVER_PORT": "443" if secure else "80", "wsgi.url_scheme": "https" if secure else "http",
+        "wsgi.input": io.BytesIO(),
+    })
+    response = HttpResponse()
+    plain = set(response.headers)
+    for middleware in (SecurityMiddleware, XFrameOptionsMiddleware):
+        response = middleware(lambda _: None).process_response(request, response)
+    return [(name, value) for name, value in response.items() if name not in plain]
