@@ -47,7 +47,7 @@ def dataset_to_json(
         little = getattr(ds, "original_encoding", (None, True))[1] is not False
     out: dict[str, Any] = {}
     for tag in ds.keys():
-        raw = ds.get_item(tag)
+        raw = ds.get_item(tag, keep_deferred=True)  # bulk values are never read
         key = f"{int(tag):08X}"
         vr = raw.VR or _dictionary_vr(tag)
         length = raw.length if hasattr(raw, "length") else len(raw.value or b"") if vr in BULK_VRS else 0

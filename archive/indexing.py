@@ -19,7 +19,7 @@ from pydicom.errors import InvalidDicomError
 
 from .dicomjson import dataset_to_json
 from .errors import InvalidInput
-from .part10 import Layout, scan_part10
+from .part10 import Layout, read_part10
 
 BULK_PLACEHOLDER = "vitrine-bulk:"
 # Values longer than this go to bulk data rather than inline JSON (PS3.18 8.3.5).
@@ -70,16 +70,17 @@ def read_index_entry(path: str | Path) -> IndexEntry:
     """
     size = Path(path).stat().st_size
     with open(path, "rb") as fp:
-        layout = scan_part10(fp, size)
-        fp.seek(0)
-        try:
-            ds = pydicom.dcmread(fp, defer_size=BULK_THRESHOLD_BYTES)
-            meta = ds.file_meta
-        except (InvalidDicomError, ValueError, KeyError, EOFError, OSError) as exc:
-            raise InvalidInput(f"the file cannot be read as DICOM: {exc}") from None
+        part = read_part10(fp, size, keep=BULK_THRESHOLD_BYTES)
+        ds = part.dataset
+        if ds is None:  # deflated, big endian, or unusual: pydicom reads it
+            fp.seek(0)
+            try:
+                ds = pydicom.dcmread(fp, defer_size=BULK_THRESHOLD_BYTES)
+            except (InvalidDicomError, ValueError, KeyError, EOFError, OSError) as exc:
+                raise InvalidInput(f"the file cannot be read as DICOM: {exc}") from None
         try:
             metadata = _to_json(ds)
-        except (ValueError, TypeError, OverflowError) as exc:
+        except (ValueError, TypeError, OverflowError, KeyError) as exc:
             raise InvalidInput(f"the data set holds a malformed value: {exc}") from None
     # The index fields are read back from the JSON: converting them through pydicom a
     # second time would cost as much as the JSON itself.
@@ -88,7 +89,7 @@ def read_index_entry(path: str | Path) -> IndexEntry:
         if not value:
             raise InvalidInput(f"the data set has no {keyword}")
         check_uid(value, keyword)
-    meta_sop = str(meta.get("MediaStorageSOPInstanceUID", "") or "").strip()
+    meta_sop = part.meta.get(0x0003, "")
     if meta_sop and meta_sop != uids["SOPInstanceUID"]:
         raise InvalidInput(
             f"MediaStorageSOPInstanceUID {meta_sop} differs from SOPInstanceUID "
@@ -99,8 +100,8 @@ def read_index_entry(path: str | Path) -> IndexEntry:
         sop_uid=uids["SOPInstanceUID"],
         study_uid=uids["StudyInstanceUID"],
         series_uid=uids["SeriesInstanceUID"],
-        transfer_syntax_uid=layout.transfer_syntax,
-        layout=layout,
+        transfer_syntax_uid=part.layout.transfer_syntax,
+        layout=part.layout,
         patient={
             "patient_id": _text(metadata, "00100020"),
             "issuer": _text(metadata, "00100021"),

@@ -3,21 +3,33 @@
 pydicom reads a truncated file without complaint, so the store walks the element
 structure itself before it accepts a file. The same walk records where the pixel data
 and its fragments lie, which WADO-RS ``/frames`` and the IIIF tile server use to read
-one frame without parsing the file again. Pure: imports no Django.
+one frame without parsing the file again. Storing an instance takes the data set's
+elements from the same walk (``read_part10``), as pydicom's raw elements, so that the
+file is walked once rather than scanned here and parsed again by pydicom. Pure: imports
+no Django.
 """
 
 from __future__ import annotations
 
+import io
+import mmap
 import struct
 import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
+
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 from .errors import InvalidInput
 
 # PS3.10 7.1: 128-byte preamble, "DICM", then the File Meta group in explicit VR LE.
 _PREAMBLE = 128
 _LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ UC UN UR UT SV UV".split())
+_SHORT_VRS = frozenset(b"AE AS AT CS DA DS DT FL FD IS LO LT PN SH SL SS ST TM UI UL US".split())
+_BULK_VRS = frozenset(b"OB OD OF OL OV OW UN".split())
 _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _PIXEL_DATA = 0x7FE00010
@@ -60,40 +72,70 @@ class Layout:
         return self.fragments is not None
 
 
-class _Reader:
-    """Reads element headers with bounds checks against the file size."""
+@dataclass(frozen=True)
+class Part10:
+    """One Part 10 file read in a single walk.
 
-    def __init__(self, fp: BinaryIO, size: int, little: bool, explicit: bool) -> None:
-        self.fp, self.size, self.explicit = fp, size, explicit
-        self.u16, self.u32 = ("<H", "<I") if little else (">H", ">I")
+    ``dataset`` holds the top-level elements as pydicom raw elements (values left as
+    bytes, bulk values left out), ready for ``archive.dicomjson``; it is None where the
+    walk leaves the reading to pydicom (deflated or big-endian data sets, a VR the walk
+    does not know, a sequence encoded as UN).
+    """
 
-    def read(self, n: int) -> bytes:
-        data = self.fp.read(n)
-        if len(data) != n:
-            raise InvalidInput(f"file is truncated at byte {self.fp.tell()} of {self.size}")
-        return data
+    layout: Layout
+    meta: dict[int, str]  # File Meta elements (0002,eeee) → their text value
+    dataset: Dataset | None
 
-    def tag(self) -> int:
-        group, element = struct.unpack(self.u16[0] + "HH", self.read(4))
-        return (group << 16) | element
+
+class _Walk:
+    """A bounds-checked cursor over the bytes of a Part 10 file.
+
+    With ``keep`` set, it also gathers each data set's elements as pydicom raw elements;
+    values longer than ``keep`` bytes whose VR is bulk data, and Pixel Data, are left out.
+    """
+
+    def __init__(self, buf, size: int, little: bool, explicit: bool, keep: int | None) -> None:
+        self.buf, self.size, self.pos = buf, size, 0
+        self.little, self.explicit, self.keep = little, explicit, keep
+        self.tag_format = struct.Struct("<HH" if little else ">HH")
+        self.u16 = struct.Struct("<H" if little else ">H")
+        self.u32 = struct.Struct("<I" if little else ">I")
+        self.pydicom_reads = False  # set when something needs pydicom's reader
+
+    def need(self, n: int) -> None:
+        if self.pos + n > self.size:
+            raise InvalidInput(f"file is truncated at byte {self.size} of {self.pos + n}")
 
     def header(self, explicit: bool) -> tuple[int, bytes, int]:
-        tag = self.tag()
+        self.need(8)
+        buf, pos = self.buf, self.pos
+        group, element = self.tag_format.unpack_from(buf, pos)
+        tag = (group << 16) | element
         if tag in (_ITEM, _ITEM_END, _SEQ_END) or not explicit:
-            return tag, b"", struct.unpack(self.u32, self.read(4))[0]
-        vr = self.read(2)
+            self.pos = pos + 8
+            return tag, b"", self.u32.unpack_from(buf, pos + 4)[0]
+        vr = buf[pos + 4 : pos + 6]
         if vr in _LONG_VRS:
-            self.read(2)
-            return tag, vr, struct.unpack(self.u32, self.read(4))[0]
-        return tag, vr, struct.unpack(self.u16, self.read(2))[0]
+            self.need(12)
+            self.pos = pos + 12
+            return tag, vr, self.u32.unpack_from(buf, pos + 8)[0]
+        if vr not in _SHORT_VRS:
+            self.pydicom_reads = True
+        self.pos = pos + 8
+        return tag, vr, self.u16.unpack_from(buf, pos + 6)[0]
+
+    def read(self, n: int) -> bytes:
+        self.need(n)
+        self.pos += n
+        return self.buf[self.pos - n : self.pos]
 
     def skip(self, length: int) -> None:
-        end = self.fp.tell() + length
+        end = self.pos + length
         if end > self.size:
             raise InvalidInput(
                 f"file is truncated: an element ends at byte {end} but the file has {self.size}"
             )
-        self.fp.seek(end)
+        self.pos = end
 
 
 def scan_part10(fp: BinaryIO, size: int) -> Layout:
@@ -104,99 +146,163 @@ def scan_part10(fp: BinaryIO, size: int) -> Layout:
     fp : a binary file positioned anywhere; it is read from the start.
     size : the file's size in bytes.
     """
+    return _read(fp, size, keep=None).layout
+
+
+def read_part10(fp: BinaryIO, size: int, keep: int) -> Part10:
+    """``scan_part10``, and the elements of the data set as pydicom raw elements, in one walk.
+
+    ``keep`` is the longest bulk data value (OB, OW, UN…) whose bytes are kept.
+    """
+    return _read(fp, size, keep=keep)
+
+
+def _read(fp: BinaryIO, size: int, keep: int | None) -> Part10:
+    try:
+        fileno = fp.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        fileno = None
+    if fileno is not None and size > 0:
+        # Mapped, not read: the walk touches the headers and skips the values.
+        with mmap.mmap(fileno, size, access=mmap.ACCESS_READ) as buf:
+            return _walk_file(buf, size, fp, keep)
     fp.seek(0)
-    head = fp.read(_PREAMBLE + 4)
-    if len(head) < _PREAMBLE + 4 or head[_PREAMBLE:] != b"DICM":
+    return _walk_file(fp.read(size), size, fp, keep)
+
+
+def _walk_file(buf, size: int, fp: BinaryIO, keep: int | None) -> Part10:
+    if size < _PREAMBLE + 4 or buf[_PREAMBLE : _PREAMBLE + 4] != b"DICM":
         raise InvalidInput("not a DICOM Part 10 file: no 'DICM' prefix after the 128-byte preamble")
-    meta = _Reader(fp, size, little=True, explicit=True)
+    walk = _Walk(buf, size, little=True, explicit=True, keep=None)
+    walk.pos = _PREAMBLE + 4
     group_end = None
-    syntax = None
+    meta: dict[int, str] = {}
     # Walk group 0002 element by element; its group length, when present, must agree.
-    while True:
-        start = fp.tell()
-        peek = fp.read(2)
-        fp.seek(start)
-        if peek != b"\x02\x00":
-            break
-        tag, vr, length = meta.header(explicit=True)
-        value = meta.read(length) if length != _UNDEFINED else b""
+    while buf[walk.pos : walk.pos + 2] == b"\x02\x00":
+        tag, vr, length = walk.header(explicit=True)
+        value = walk.read(length) if length != _UNDEFINED else b""
         if tag == 0x00020000 and length == 4:
-            group_end = fp.tell() + struct.unpack("<I", value)[0]
-        elif tag == 0x00020010:
-            syntax = value.rstrip(b"\0 ").decode("ascii", "replace")
-    if group_end is not None and fp.tell() != group_end:
+            group_end = walk.pos + struct.unpack("<I", value)[0]
+        elif vr not in (b"OB", b"UN", b"SQ"):
+            meta[tag & 0xFFFF] = value.rstrip(b"\0 ").decode("ascii", "replace")
+    if group_end is not None and walk.pos != group_end:
         raise InvalidInput("the File Meta Information group length does not match its elements")
+    syntax = meta.get(0x0010)
     if not syntax:
         raise InvalidInput("the File Meta Information has no Transfer Syntax UID (0002,0010)")
-    dataset_offset = fp.tell()
+    dataset_offset = walk.pos
     if syntax == DEFLATED_LE:
+        fp.seek(dataset_offset)
         _check_deflate(fp, size)
-        return Layout(syntax, dataset_offset, size)
-    reader = _Reader(fp, size, little=syntax != EXPLICIT_BE, explicit=syntax != IMPLICIT_LE)
+        return Part10(Layout(syntax, dataset_offset, size), meta, None)
+    walk = _Walk(buf, size, little=syntax != EXPLICIT_BE, explicit=syntax != IMPLICIT_LE, keep=keep)
+    walk.pos = dataset_offset
     found: dict[str, object] = {}
-    _walk_dataset(reader, reader.explicit, end=size, top=True, found=found)
-    return Layout(syntax, dataset_offset, size, **found)  # type: ignore[arg-type]
+    elements = _walk_dataset(walk, walk.explicit, end=size, top=True, found=found)
+    layout = Layout(syntax, dataset_offset, size, **found)  # type: ignore[arg-type]
+    if keep is None or walk.pydicom_reads or not walk.little:
+        return Part10(layout, meta, None)
+    return Part10(layout, meta, _dataset(elements, walk.explicit, little=True))
 
 
-def _walk_dataset(r: _Reader, explicit: bool, end: int | None, top: bool, found: dict) -> None:
-    """Walk elements until ``end`` (a byte offset) or, with end=None, an Item Delimiter."""
-    while end is None or r.fp.tell() < end:
-        if end is not None and end - r.fp.tell() < 8:
-            raise InvalidInput(f"file is truncated: {end - r.fp.tell()} stray bytes at its end")
-        tag, vr, length = r.header(explicit)
+def _dataset(elements: dict | None, explicit: bool, little: bool) -> Dataset:
+    ds = Dataset(elements or {})
+    ds.set_original_encoding(not explicit, little)
+    return ds
+
+
+def _walk_dataset(w: _Walk, explicit: bool, end: int | None, top: bool, found: dict) -> dict | None:
+    """Walk elements until ``end`` (a byte offset) or, with end=None, an Item Delimiter.
+
+    Returns the elements (tag → raw element) when the walk keeps them."""
+    elements: dict | None = {} if w.keep is not None else None
+    while end is None or w.pos < end:
+        if end is not None and end - w.pos < 8:
+            raise InvalidInput(f"file is truncated: {end - w.pos} stray bytes at its end")
+        tag, vr, length = w.header(explicit)
+        start = w.pos
         if tag == _ITEM_END:
             if end is None:
-                return
+                return elements
             raise InvalidInput("an Item Delimitation Item stands outside any item")
+        value = None
         if top and tag == _PIXEL_DATA:
-            _walk_pixel_data(r, length, found)
+            _walk_pixel_data(w, length, found)
         elif length == _UNDEFINED:
-            _walk_sequence(r, explicit and vr != b"UN", found)
+            items = _walk_sequence(w, explicit and vr != b"UN", found)
+            if elements is not None:
+                if vr not in (b"", b"SQ"):
+                    w.pydicom_reads = True  # a sequence encoded as UN (PS3.5 6.2.2)
+                elements[BaseTag(tag)] = DataElement(
+                    tag, "SQ", [_dataset(item, explicit, w.little) for item in items]
+                )
+                continue
         elif top and tag in (_EXTENDED_OFFSETS, _EXTENDED_LENGTHS):
-            values = struct.unpack(f"<{length // 8}Q", r.read(length))
-            found["extended_offsets" if tag == _EXTENDED_OFFSETS else "extended_lengths"] = values
+            value = w.read(length)
+            found["extended_offsets" if tag == _EXTENDED_OFFSETS else "extended_lengths"] = struct.unpack(
+                f"<{length // 8}Q", value
+            )
         else:
-            r.skip(length)
+            w.skip(length)
+            if elements is not None:
+                if vr == b"UN" and tag >> 16 & 1 == 0:
+                    w.pydicom_reads = True  # pydicom gives it the dictionary's VR
+                if length <= w.keep or (vr or _implicit_vr(tag)) not in _BULK_VRS:
+                    value = w.buf[start : w.pos]
+        if elements is not None:
+            elements[BaseTag(tag)] = RawDataElement(
+                BaseTag(tag), vr.decode() if vr else None, length, value, start, not explicit, w.little
+            )
     if end is None:
         raise InvalidInput("an item with undefined length has no Item Delimitation Item")
+    return elements
 
 
-def _walk_sequence(r: _Reader, explicit: bool, found: dict) -> None:
+def _implicit_vr(tag: int) -> bytes:
+    try:
+        return dictionary_VR(tag).encode()
+    except KeyError:
+        return b"UN"
+
+
+def _walk_sequence(w: _Walk, explicit: bool, found: dict) -> list:
+    """Walk a sequence of undefined length; the items' elements when the walk keeps them."""
+    items = []
     while True:
-        tag, _, length = r.header(explicit)
+        tag, _, length = w.header(explicit)
         if tag == _SEQ_END:
-            return
+            return items
         if tag != _ITEM:
             raise InvalidInput(f"expected an item inside a sequence, found tag {tag:08X}")
         if length == _UNDEFINED:
-            _walk_dataset(r, explicit, end=None, top=False, found=found)
+            items.append(_walk_dataset(w, explicit, end=None, top=False, found=found))
         else:
-            start = r.fp.tell()
-            r.skip(length)
-            r.fp.seek(start)
-            _walk_dataset(r, explicit, end=start + length, top=False, found=found)
+            start = w.pos
+            w.skip(length)
+            w.pos = start
+            items.append(_walk_dataset(w, explicit, end=start + length, top=False, found=found))
 
 
-def _walk_pixel_data(r: _Reader, length: int, found: dict) -> None:
+def _walk_pixel_data(w: _Walk, length: int, found: dict) -> None:
     if length != _UNDEFINED:
-        found["pixel_offset"], found["pixel_length"] = r.fp.tell(), length
-        r.skip(length)
+        found["pixel_offset"], found["pixel_length"] = w.pos, length
+        w.skip(length)
         return
     fragments: list[Fragment] = []
     table: tuple[int, ...] = ()
     first = True
     while True:
-        tag, _, item_length = r.header(explicit=False)
+        tag, _, item_length = w.header(explicit=False)
         if tag == _SEQ_END:
             break
         if tag != _ITEM or item_length == _UNDEFINED:
             raise InvalidInput(f"encapsulated Pixel Data holds a malformed item (tag {tag:08X})")
         if first:
-            table = struct.unpack(f"{r.u32[0]}{item_length // 4}I", r.read(item_length))
+            table = struct.unpack(f"{w.u32.format[0]}{item_length // 4}I", w.read(item_length))
             first = False
         else:
-            fragments.append(Fragment(r.fp.tell(), item_length))
-            r.skip(item_length)
+            fragments.append(Fragment(w.pos, item_length))
+            w.skip(item_length)
     found["fragments"], found["offset_table"] = tuple(fragments), table
 
 

@@ -7,8 +7,10 @@ is either whole at its final name or not there at all.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -39,35 +41,41 @@ class ArchiveFileStorage(FileSystemStorage):
         """A new temporary file on the archive's own filesystem (opened ``w+b``)."""
         return tempfile.NamedTemporaryFile(dir=self.incoming_dir(), suffix=suffix, delete=False)
 
-    def admit(self, name: str, temp_path: str | Path) -> None:
-        """Move a finished temporary file to ``name``: fsync, rename, fsync the folder."""
-        self.admit_many([(name, temp_path)])
+    # Admission in three steps, so that a receiver can do its other work while the disk
+    # syncs: sync the temporary files, rename them into place, sync their folders. A file
+    # is durable at its name once its folder is synced; only then may its row commit.
 
-    def admit_many(self, moves: list[tuple[str, str | Path]]) -> None:
-        """Admit several files, fsyncing each folder once rather than once per file."""
-        folders = set()
-        try:
-            for name, temp_path in moves:
-                fd = os.open(temp_path, os.O_RDONLY)
+    def sync_files(self, paths: list[str | Path]) -> None:
+        """fsync finished temporary files."""
+        with _storage_errors():
+            for path in paths:
+                fd = os.open(path, os.O_RDONLY)
                 try:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
+
+    def place(self, moves: list[tuple[str, str | Path]]) -> set[Path]:
+        """Rename synced temporary files to their names; return the folders to sync."""
+        folders = set()
+        with _storage_errors():
             for name, temp_path in moves:
                 final = Path(self.path(name))
-                final.parent.mkdir(parents=True, exist_ok=True)
+                if final.parent not in folders:
+                    final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(temp_path, final)
                 folders.add(final.parent)
+        return folders
+
+    def sync_folders(self, folders: set[Path]) -> None:
+        """fsync folders, making the renames into them durable."""
+        with _storage_errors():
             for folder in folders:
-                dir_fd = os.open(folder, os.O_RDONLY)
+                fd = os.open(folder, os.O_RDONLY)
                 try:
-                    os.fsync(dir_fd)
+                    os.fsync(fd)
                 finally:
-                    os.close(dir_fd)
-        except OSError as exc:
-            if exc.errno == 28:  # ENOSPC
-                raise OutOfResources("the archive storage is full") from None
-            raise
+                    os.close(fd)
 
     def walk_names(self):
         """Every stored file name, the incoming folder left out."""
@@ -80,12 +88,23 @@ class ArchiveFileStorage(FileSystemStorage):
                 yield str(Path(dirpath, filename).relative_to(root))
 
 
+@contextmanager
+def _storage_errors():
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise OutOfResources("the archive storage is full") from None
+        raise
+
+
 @lru_cache(maxsize=1)
 def get_storage() -> ArchiveFileStorage:
     """The configured archive storage.
 
     ``VITRINE_STORAGE`` is a folder, or ``dotted.StorageClass:location`` for another
-    backend that offers the same ``incoming_file``/``admit``/``walk_names`` methods.
+    backend that offers the same ``incoming_file``, ``sync_files``/``place``/``sync_folders``
+    and ``walk_names`` methods.
     """
     spec = settings.VITRINE_STORAGE
     if ":" in spec and not os.path.isabs(spec.split(":", 1)[0]) and "." in spec.split(":", 1)[0]:

@@ -13,9 +13,7 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from pydicom.dataset import FileMetaDataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_file_meta_info
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
 from ..errors import InvalidInput
 
@@ -33,15 +31,47 @@ class StoredDataSet:
     dataset_offset: int
 
 
-def encode_file_meta(file_meta: FileMetaDataset) -> bytes:
-    """The File Meta Information group, (0002,0000) group length included."""
-    buffer = DicomBytesIO()
-    write_file_meta_info(buffer, file_meta, enforce_standard=True)
-    return buffer.getvalue()
+def encode_file_meta(
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    transfer_syntax: str,
+    implementation_uid: str = PYNETDICOM_IMPLEMENTATION_UID,
+    implementation_version: str = PYNETDICOM_IMPLEMENTATION_VERSION,
+) -> bytes:
+    """The File Meta Information group of a received instance, (0002,0000) group length
+    included, in explicit VR little endian (PS3.10 7.1).
+
+    Written directly: a pydicom FileMetaDataset and its writer cost a third of a
+    millisecond per C-STORE for these seven elements. The tests check the bytes against
+    pydicom's ``write_file_meta_info``.
+    """
+    elements = b"".join((
+        b"\x02\x00\x01\x00OB\x00\x00\x02\x00\x00\x00\x00\x01",  # version 0x0001
+        _short(0x0002, b"UI", _uid(sop_class_uid)),
+        _short(0x0003, b"UI", _uid(sop_instance_uid)),
+        _short(0x0010, b"UI", _uid(transfer_syntax)),
+        _short(0x0012, b"UI", _uid(implementation_uid)),
+        _short(0x0013, b"SH", _text(implementation_version)),
+    ))
+    return _GROUP_LENGTH_TAG + struct.pack("<I", len(elements)) + elements
+
+
+def _uid(value: str) -> bytes:
+    data = str(value).encode("ascii")
+    return data + b"\0" if len(data) % 2 else data
+
+
+def _text(value: str) -> bytes:
+    data = str(value).encode("ascii")
+    return data + b" " if len(data) % 2 else data
+
+
+def _short(element: int, vr: bytes, value: bytes) -> bytes:
+    return struct.pack("<HH", 0x0002, element) + vr + struct.pack("<H", len(value)) + value
 
 
 def write_part10(fp: BinaryIO, file_meta: bytes, dataset: bytes | memoryview) -> str:
-    """Write preamble, meta group and data set in one call; return the file's SHA-256.
+    """Write preamble, meta group and data set; return the file's SHA-256.
 
     Parameters
     ----------
@@ -49,9 +79,12 @@ def write_part10(fp: BinaryIO, file_meta: bytes, dataset: bytes | memoryview) ->
     file_meta : the encoded meta group (see ``encode_file_meta``).
     dataset : the data set exactly as received.
     """
-    data = b"".join((_PREAMBLE, file_meta, dataset))
-    fp.write(data)
-    return hashlib.sha256(data).hexdigest()
+    head = _PREAMBLE + file_meta
+    fp.write(head)
+    fp.write(dataset)  # large: written straight from the receive buffer, not copied
+    digest = hashlib.sha256(head)
+    digest.update(dataset)
+    return digest.hexdigest()
 
 
 def read_file_meta(head: bytes) -> StoredDataSet:

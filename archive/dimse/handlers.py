@@ -145,11 +145,14 @@ def handle_store(event) -> int:
     """Write the data set as received, behind the file meta group, and store the file."""
     if not _access(event).store:
         raise Forbidden(f"{event.assoc.requestor.ae_title} may not store")
-    meta = encode_file_meta(event.file_meta)
+    request = event.request
+    meta = encode_file_meta(
+        request.AffectedSOPClassUID, request.AffectedSOPInstanceUID, event.context.transfer_syntax
+    )
     temp = get_storage().incoming_file()
     try:
         with temp:
-            digest = write_part10(temp, meta, event.request.DataSet.getbuffer())
+            digest = write_part10(temp, meta, request.DataSet.getbuffer())
     except OSError as exc:
         os.unlink(temp.name)
         if exc.errno == errno.ENOSPC:

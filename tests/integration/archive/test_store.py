@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
+
 import pytest
 from django.test import override_settings
 
-from archive.errors import Conflict, InvalidInput
+from archive.errors import Conflict, InvalidInput, OutOfResources
 from archive.indexing import sha256_file
 from archive.models import Instance, Patient, Series, Study
 from archive.services import store_file
@@ -177,3 +181,22 @@ def test_a_failed_store_in_a_session_keeps_no_new_rows(archive_storage):
     store_file(_incoming(to_bytes(intruder_study)), session=session)
     assert Study.objects.count() == 2
     assert Study.objects.get(study_uid=intruder_study.StudyInstanceUID).num_instances == 1
+
+
+@pytest.mark.parametrize("failing", ["file", "folder"])
+def test_a_full_disk_refuses_the_store_and_leaves_nothing(archive_storage, monkeypatch, failing):
+    """The disk syncs in the background while the rows are written: a sync that fails,
+    of the file before the rename or of its folder after it, still refuses the store,
+    and the rows do not commit."""
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode) == (failing == "folder"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr("archive.storage.os.fsync", fsync)
+    with pytest.raises(OutOfResources, match="full"):
+        store_file(_incoming(to_bytes(ct_slice())))
+    assert (Instance.objects.count(), Series.objects.count(), Study.objects.count()) == (0, 0, 0)
+    assert stored_files(archive_storage) == []

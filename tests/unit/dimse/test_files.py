@@ -7,20 +7,35 @@ import io
 
 import pytest
 from pydicom import dcmread
-from pydicom.dataset import FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+from pynetdicom.dsutils import create_file_meta
 
 from archive.dimse.files import encode_file_meta, read_file_meta, write_part10
 from archive.errors import InvalidInput
 from tests.factories.datasets import ct_slice, to_bytes
 
 
-def _meta(ds) -> FileMetaDataset:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ds.file_meta.TransferSyntaxUID
-    meta.ImplementationClassUID = ds.file_meta.ImplementationClassUID
-    return meta
+def _meta(ds) -> bytes:
+    return encode_file_meta(ds.SOPClassUID, ds.SOPInstanceUID, ds.file_meta.TransferSyntaxUID)
+
+
+@pytest.mark.parametrize(
+    "sop_class, sop_instance, syntax",
+    [
+        ("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4", "1.2.840.10008.1.2.1"),  # even lengths
+        ("1.2.840.10008.5.1.4.1.1.104.3", "1.2.3.45", "1.2.840.10008.1.2"),  # odd: padded
+        ("1.2.840.10008.5.1.4.1.1.77.1.6", "2.25.1234567890123456789", "1.2.840.10008.1.2.4.50"),
+    ],
+)
+def test_file_meta_bytes_equal_pydicoms(sop_class, sop_instance, syntax):
+    expected = DicomBytesIO()
+    write_file_meta_info(
+        expected,
+        create_file_meta(sop_class_uid=sop_class, sop_instance_uid=sop_instance, transfer_syntax=syntax),
+        enforce_standard=True,
+    )
+    assert encode_file_meta(sop_class, sop_instance, syntax) == expected.getvalue()
 
 
 def test_written_file_reads_back_with_the_received_bytes():
@@ -29,7 +44,7 @@ def test_written_file_reads_back_with_the_received_bytes():
     offset = read_file_meta(original).dataset_offset
     received = original[offset:]
     buffer = io.BytesIO()
-    digest = write_part10(buffer, encode_file_meta(_meta(ds)), memoryview(received))
+    digest = write_part10(buffer, _meta(ds), memoryview(received))
     written = buffer.getvalue()
     assert digest == hashlib.sha256(written).hexdigest()
     stored = read_file_meta(written)
