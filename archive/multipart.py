@@ -139,9 +139,14 @@ def _parse_headers(block: bytes) -> dict[str, str]:
 
 
 class _Buffered:
+    """A read-ahead buffer over the body. Bytes before ``pos`` are consumed; parts are
+    handed to their sinks as views of the buffer, so a part's bytes are copied once, on
+    their way in."""
+
     def __init__(self, stream: BinaryIO, max_bytes: int) -> None:
         self.stream, self.max_bytes = stream, max_bytes
-        self.buffer = b""
+        self.buffer = bytearray()
+        self.pos = 0
         self.total = 0
         self.eof = False
 
@@ -155,53 +160,63 @@ class _Buffered:
         self.total += len(data)
         if self.total > self.max_bytes:
             raise PayloadTooLarge(f"the request body is larger than the limit of {self.max_bytes} bytes")
+        if self.pos:
+            del self.buffer[: self.pos]
+            self.pos = 0
         self.buffer += data
         return True
 
+    def _give(self, sink: Sink, end: int) -> None:
+        with memoryview(self.buffer) as whole, whole[self.pos : end] as view:
+            sink.write(view)
+        self.pos = end
+
     def take(self, n: int) -> bytes:
-        while len(self.buffer) < n and self._fill():
+        while len(self.buffer) - self.pos < n and self._fill():
             pass
-        if len(self.buffer) < n:
+        if len(self.buffer) - self.pos < n:
             raise InvalidInput("the multipart body ends early: its closing boundary is missing")
-        data, self.buffer = self.buffer[:n], self.buffer[n:]
-        return data
+        self.pos += n
+        return bytes(self.buffer[self.pos - n : self.pos])
 
     def take_until(self, marker: bytes, limit: int) -> bytes:
-        while (index := self.buffer.find(marker)) < 0:
-            if len(self.buffer) > limit or not self._fill():
+        while (index := self.buffer.find(marker, self.pos)) < 0:
+            if len(self.buffer) - self.pos > limit or not self._fill():
                 raise InvalidInput("a multipart part's headers are missing or too long")
-        data, self.buffer = self.buffer[:index], self.buffer[index + len(marker):]
+        data = bytes(self.buffer[self.pos : index])
+        self.pos = index + len(marker)
         return data
 
     def skip_past(self, marker: bytes, allow_start: bool) -> bool:
         """Drop bytes up to and including ``marker`` standing at the start of a line."""
-        start, dropped = 0, 0
+        start, dropped = self.pos, False
         while True:
             index = self.buffer.find(marker, start)
             if index >= 0:
-                at_start = index == 0 and dropped == 0 and allow_start
-                if at_start or self.buffer[index - 2:index] == b"\r\n":
-                    self.buffer = self.buffer[index + len(marker):]
+                at_start = index == self.pos and not dropped and allow_start
+                if at_start or self.buffer[index - 2 : index] == b"\r\n":
+                    self.pos = index + len(marker)
                     return True
                 start = index + 1
                 continue
-            cut = max(0, len(self.buffer) - len(marker) - 2)
-            self.buffer, dropped, start = self.buffer[cut:], dropped + cut, 0
+            cut = max(self.pos, len(self.buffer) - len(marker) - 2)
+            dropped = dropped or cut > self.pos
+            self.pos = cut
             if not self._fill():
                 return False
+            start = self.pos
 
     def copy_until(self, marker: bytes, sink: Sink) -> bool:
         """Copy bytes to ``sink`` up to ``marker``; drop the marker. False at end of input."""
         keep = len(marker) - 1
         while True:
-            index = self.buffer.find(marker)
+            index = self.buffer.find(marker, self.pos)
             if index >= 0:
-                sink.write(self.buffer[:index])
-                self.buffer = self.buffer[index + len(marker):]
+                self._give(sink, index)
+                self.pos = index + len(marker)
                 return True
-            if len(self.buffer) > keep:
-                sink.write(self.buffer[:-keep])
-                self.buffer = self.buffer[-keep:]
+            if len(self.buffer) - self.pos > keep:
+                self._give(sink, len(self.buffer) - keep)
             if not self._fill():
                 return False
 
