@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
 
-from pydicom import dcmread
+from pydicom import config, dcmread
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
@@ -37,8 +38,10 @@ _pynetdicom_send_c_store = Association.send_c_store
 def stored_reference(path: str | Path, sop_class_uid: str, sop_instance_uid: str) -> Dataset:
     """A stand-in data set that ``send_c_store`` sends from the stored file at ``path``."""
     ds = Dataset()
-    ds.SOPClassUID = sop_class_uid
-    ds.SOPInstanceUID = sop_instance_uid
+    # The UIDs come from the index, checked when the file was stored: skip pydicom's
+    # validation, which cost more than the rest of this function.
+    ds[0x00080016] = DataElement(0x00080016, "UI", sop_class_uid, validation_mode=config.IGNORE)
+    ds[0x00080018] = DataElement(0x00080018, "UI", sop_instance_uid, validation_mode=config.IGNORE)
     object.__setattr__(ds, _PATH_ATTRIBUTE, str(path))
     return ds
 
@@ -67,9 +70,7 @@ def send_stored(
     data = Path(path).read_bytes()
     stored = read_file_meta(data[:65536])
     try:
-        context = assoc._get_valid_context(
-            stored.sop_class_uid, stored.transfer_syntax, "scu", allow_conversion=False
-        )
+        context = _context_for(assoc, stored.sop_class_uid, stored.transfer_syntax)
     except ValueError:
         if stored.transfer_syntax not in NATIVE_TRANSFER_SYNTAXES:
             raise ValueError(
@@ -107,6 +108,21 @@ def send_stored(
         assoc._handle_no_response()  # aborts the association
         raise TimeoutError(f"no C-STORE response for {stored.sop_instance_uid} within the DIMSE timeout")
     return assoc._check_received_status(response)
+
+
+def _context_for(assoc: Association, sop_class_uid: str, transfer_syntax: str):
+    """The accepted context for sending this SOP class in this transfer syntax.
+
+    pynetdicom's lookup walks every accepted context, comparing UIDs it builds anew,
+    on every call: a third of a C-GET's CPU when the peer proposed a hundred storage
+    contexts, as getscu does. A series asks the same question 500 times; the accepted
+    contexts do not change during an association, so the answer is kept on it.
+    """
+    cache = assoc.__dict__.setdefault("_vitrine_contexts", {})
+    key = (sop_class_uid, transfer_syntax)
+    if key not in cache:
+        cache[key] = assoc._get_valid_context(sop_class_uid, transfer_syntax, "scu", allow_conversion=False)
+    return cache[key]
 
 
 @contextmanager
