@@ -67,9 +67,7 @@ def check_accept(header: str, media_type: str, transfer_syntax: str) -> None:
 
 @lru_cache(maxsize=4096)
 def layout_of(path: str) -> Layout:
-    # Unbuffered: the scan seeks past every value, and a buffered reader would refill
-    # its 8 KiB buffer after each seek.
-    with open(path, "rb", buffering=0) as fp:
+    with open(path, "rb") as fp:  # the scan maps the file
         fp.seek(0, 2)
         size = fp.tell()
         return scan_part10(fp, size)

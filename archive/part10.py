@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import mmap
 import struct
+from array import array
 import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -52,9 +53,11 @@ class Fragment:
 class Layout:
     """Where things lie in one Part 10 file.
 
-    ``pixel_offset``/``pixel_length`` locate a native Pixel Data value; ``fragments``
-    lists the fragments of encapsulated pixel data (Basic Offset Table excluded) and
-    ``offset_table`` the Basic Offset Table's entries, if any.
+    ``pixel_offset``/``pixel_length`` locate a native Pixel Data value;
+    ``fragment_offsets``/``fragment_lengths`` the fragments of encapsulated pixel data
+    (Basic Offset Table excluded), as flat arrays: a pyramid level holds tens of
+    thousands, and an object each made the garbage collector the largest cost of
+    opening a slide. ``offset_table`` holds the Basic Offset Table's entries, if any.
     """
 
     transfer_syntax: str
@@ -62,14 +65,21 @@ class Layout:
     size: int
     pixel_offset: int | None = None
     pixel_length: int | None = None
-    fragments: tuple[Fragment, ...] | None = None
+    fragment_offsets: array | None = None
+    fragment_lengths: array | None = None
     offset_table: tuple[int, ...] = ()
     extended_offsets: tuple[int, ...] = ()
     extended_lengths: tuple[int, ...] = ()
 
     @property
     def encapsulated(self) -> bool:
-        return self.fragments is not None
+        return self.fragment_offsets is not None
+
+    @property
+    def fragments(self) -> tuple[Fragment, ...] | None:
+        if self.fragment_offsets is None:
+            return None
+        return tuple(map(Fragment, self.fragment_offsets, self.fragment_lengths))
 
 
 @dataclass(frozen=True)
@@ -288,22 +298,34 @@ def _walk_pixel_data(w: _Walk, length: int, found: dict) -> None:
         found["pixel_offset"], found["pixel_length"] = w.pos, length
         w.skip(length)
         return
-    fragments: list[Fragment] = []
-    table: tuple[int, ...] = ()
-    first = True
+    # Encapsulated: a pyramid level holds tens of thousands of fragments, so this loop
+    # reads each item header with one unpack and keeps its state in locals.
+    item = struct.Struct("<HHI" if w.little else ">HHI").unpack_from
+    buf, size, pos = w.buf, w.size, w.pos
+    offsets, lengths = array("q"), array("q")
+    table: tuple[int, ...] | None = None
     while True:
-        tag, _, item_length = w.header(explicit=False)
+        if pos + 8 > size:
+            raise InvalidInput(f"file is truncated at byte {size} of {pos + 8}")
+        group, element, item_length = item(buf, pos)
+        tag = (group << 16) | element
+        pos += 8
         if tag == _SEQ_END:
             break
         if tag != _ITEM or item_length == _UNDEFINED:
             raise InvalidInput(f"encapsulated Pixel Data holds a malformed item (tag {tag:08X})")
-        if first:
-            table = struct.unpack(f"{w.u32.format[0]}{item_length // 4}I", w.read(item_length))
-            first = False
+        if pos + item_length > size:
+            raise InvalidInput(
+                f"file is truncated: an element ends at byte {pos + item_length} but the file has {size}"
+            )
+        if table is None:
+            table = struct.unpack_from(f"{w.u32.format[0]}{item_length // 4}I", buf, pos)
         else:
-            fragments.append(Fragment(w.pos, item_length))
-            w.skip(item_length)
-    found["fragments"], found["offset_table"] = tuple(fragments), table
+            offsets.append(pos)
+            lengths.append(item_length)
+        pos += item_length
+    w.pos = pos
+    found["fragment_offsets"], found["fragment_lengths"], found["offset_table"] = offsets, lengths, table or ()
 
 
 def _check_deflate(fp: BinaryIO, size: int) -> None:

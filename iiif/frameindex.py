@@ -1,10 +1,10 @@
 """Where each frame of a stored WSI level file lies, found once, read with ``pread``.
 
-A pyramid's level 0 easily holds 20,000 frames.  The walk is ``archive.part10``'s, over
-an unbuffered file (which reads just the 8-byte item headers, about 3x faster than a
-buffered reader refilling after every seek), as in ``archive.frames.layout_of``; but
-where that keeps the whole layout as objects for WADO-RS, this keeps the offsets as two
-flat arrays (16 bytes a frame), which matters for a slide held in every worker.
+A pyramid's level 0 easily holds 20,000 frames.  The walk is ``archive.part10``'s (over
+a memory map: it touches just the 8-byte item headers), as in
+``archive.frames.layout_of``; but where that keeps the whole layout as objects for
+WADO-RS, this keeps the offsets as two flat arrays (16 bytes a frame), which matters
+for a slide held in every worker.
 Stored files never change in place, so an index never goes stale.
 """
 
@@ -40,6 +40,10 @@ class FrameIndex:
         self._lengths = array("q")
         self._split: dict[int, list[tuple[int, int]]] = {}  # frames of several fragments
         if self._deflated:
+            return
+        if layout.encapsulated and len(layout.fragment_offsets) == number_of_frames and not layout.extended_offsets:
+            # One fragment per frame, as every tiled level is: the arrays as they are.
+            self._offsets, self._lengths = layout.fragment_offsets, layout.fragment_lengths
             return
         for index, extent in enumerate(frame_extents(layout, number_of_frames, frames.frame_size(metadata))):
             self._offsets.append(extent[0].offset if extent else 0)
