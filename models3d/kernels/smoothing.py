@@ -23,7 +23,7 @@ from numba import njit, prange
 from archive.errors import InvalidInput
 from models3d.kernels.config import NJIT_PARALLEL, SMOOTH_ITERATIONS, SMOOTH_PASSBAND
 from models3d.kernels.mesh import Mesh, check_mesh, numba_threads
-from models3d.kernels.topology import vertex_corners
+from models3d.kernels.topology import vertex_corners, vertex_successors
 
 WINDOWS = ("hamming", "nuttall")
 
@@ -74,18 +74,62 @@ def _compact(start, nbr, count):
     return off, out
 
 
+@njit(**NJIT_PARALLEL)
+def _closed_oriented(off, succ):
+    """Whether every half-edge ``v -> w`` is the only one from v to w and has exactly
+    one twin ``w -> v``: a closed, consistently oriented manifold, where each vertex's
+    successors are all its edge neighbours, each once.
+
+    Twins are looked for from the lower vertex only: with no half-edge repeated, every
+    half-edge has its twin exactly when the pairs found number half the half-edges.
+    """
+    n = off.shape[0] - 1
+    bad = 0
+    pairs = 0
+    for v in prange(n):
+        s, e = off[v], off[v + 1]
+        for m in range(s, e):
+            w = succ[m]
+            if w == v:
+                bad += 1
+                continue
+            for k in range(m + 1, e):
+                if succ[k] == w:
+                    bad += 1
+            if v < w:
+                twins = 0
+                for k in range(off[w], off[w + 1]):
+                    if succ[k] == v:
+                        twins += 1
+                if twins == 1:
+                    pairs += 1
+                else:
+                    bad += 1
+    return bad == 0 and 2 * pairs == succ.shape[0]
+
+
 def vertex_adjacency(
     faces: np.ndarray, n_vertices: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Edge neighbours of every vertex.
+    """Edge neighbours of every vertex, each once.
+
+    A closed, consistently oriented manifold (what the isosurface makes) takes a short
+    cut: each vertex's outgoing half-edges already name its neighbours once each, so
+    half the entries are listed and nothing is sorted; the neighbours then come in face
+    order. Any other mesh goes the general way (every corner, sorted, duplicates
+    dropped), with neighbours sorted.
 
     Returns
     -------
     offsets : (V + 1,) int64
-    neighbours : (2E,) int32, sorted within each vertex
+    neighbours : (2E,) int32
     boundary : (V,) bool, vertex lies on an edge used by one face
     """
-    start, nbr = vertex_corners(faces, n_vertices, max(1, 8 * numba.get_num_threads()))
+    blocks = max(1, 8 * numba.get_num_threads())
+    off, succ = vertex_successors(faces, n_vertices, blocks)
+    if _closed_oriented(off, succ):
+        return off, succ, np.zeros(n_vertices, np.bool_)
+    start, nbr = vertex_corners(faces, n_vertices, blocks)
     count = np.zeros(n_vertices, np.int64)
     boundary = np.zeros(n_vertices, np.bool_)
     _dedupe(start, nbr, count, boundary)

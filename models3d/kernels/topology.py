@@ -20,6 +20,8 @@ from numba import njit, prange
 from models3d.kernels.config import NJIT, NJIT_PARALLEL
 from models3d.kernels.mesh import parallel_chunks
 
+_FACES, _CORNERS, _NEXT = 0, 1, 2  # what _vertex_faces lists per vertex
+
 
 @njit(**NJIT)
 def _zeros(shape0, shape1):
@@ -34,15 +36,16 @@ def _zeros(shape0, shape1):
 
 
 @njit(**NJIT_PARALLEL)
-def _vertex_faces(faces, n_vertices, n_blocks, corners, off):
+def _vertex_faces(faces, n_vertices, n_blocks, mode, off):
     """(V+1,) int64 offsets and int32 entries, each vertex's faces in face order.
 
     faces (F, 3) int32; ``n_blocks`` (>= 1) is the number of vertex blocks and of
     face chunks (a few per thread keeps threads busy on a shared machine). Entries
-    are face ids (3F), or with ``corners`` the corner after and the corner before
-    the vertex in each of its faces (6F, offsets doubled). ``off`` (V+1,) int64 zeros
-    receives the offsets.
+    are, by ``mode``: _FACES, face ids (3F); _CORNERS, the corner after and the corner
+    before the vertex in each of its faces (6F, offsets doubled); _NEXT, the corner
+    after only (3F). ``off`` (V+1,) int64 zeros receives the offsets.
     """
+    corners = mode == _CORNERS
     width = 2 if corners else 1
     n_faces = faces.shape[0]
     bsize = max(1, (n_vertices + n_blocks - 1) // n_blocks)
@@ -119,7 +122,7 @@ def _vertex_faces(faces, n_vertices, n_blocks, corners, off):
                         ref[at + 1] = faces[f, (m + 2) % 3]
                         cursor[u - lo] = at + 2
                     else:
-                        ref[at] = f
+                        ref[at] = faces[f, (m + 1) % 3] if mode == _NEXT else f
                         cursor[u - lo] = at + 1
     return off, ref
 
@@ -148,7 +151,7 @@ def vertex_faces(faces: np.ndarray, n_vertices: int, n_blocks: int = 16) -> tupl
     off = np.zeros(int(n_vertices) + 1, np.int64)
     with parallel_chunks(1):
         return _vertex_faces(np.ascontiguousarray(faces, np.int32), int(n_vertices), max(1, int(n_blocks)),
-                             False, off)
+                             _FACES, off)
 
 
 def vertex_corners(faces: np.ndarray, n_vertices: int, n_blocks: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -167,4 +170,24 @@ def vertex_corners(faces: np.ndarray, n_vertices: int, n_blocks: int = 16) -> tu
     off = np.zeros(int(n_vertices) + 1, np.int64)
     with parallel_chunks(1):
         return _vertex_faces(np.ascontiguousarray(faces, np.int32), int(n_vertices), max(1, int(n_blocks)),
-                             True, off)
+                             _CORNERS, off)
+
+
+def vertex_successors(faces: np.ndarray, n_vertices: int, n_blocks: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """For every vertex, the corner after it in each of its faces: its outgoing
+    half-edges ``v -> next``.
+
+    On a closed, consistently oriented manifold these are the vertex's edge neighbours,
+    each once, half the entries of ``vertex_corners``.
+
+    Returns
+    -------
+    offsets : (V + 1,) int64
+    successors : (3F,) int32, face order
+    """
+    if n_vertices == 0:
+        return np.zeros(1, np.int64), np.zeros(0, np.int32)
+    off = np.zeros(int(n_vertices) + 1, np.int64)
+    with parallel_chunks(1):
+        return _vertex_faces(np.ascontiguousarray(faces, np.int32), int(n_vertices), max(1, int(n_blocks)),
+                             _NEXT, off)

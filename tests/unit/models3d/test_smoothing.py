@@ -9,6 +9,7 @@ from archive.errors import InvalidInput
 from models3d import measure
 from models3d.kernels import Mesh, isosurface, smooth
 from models3d.kernels.smoothing import sinc_coefficients, vertex_adjacency
+from models3d.kernels.topology import vertex_successors
 from tests.factories.meshes import grid_mesh, noisy, octasphere_mesh
 from tests.factories.volumes import sphere_volume
 from tests.reference import smoothing as reference
@@ -63,6 +64,44 @@ def test_noisy_sphere_gets_closer_to_the_sphere():
     err_after = np.abs(np.linalg.norm(out.vertices, axis=1) - 10.0).mean()
     assert err_after < 0.5 * err_before
     assert measure.volume_mm3(out) == pytest.approx(measure.volume_mm3(sphere), rel=1e-2)
+
+
+def _neighbour_sets(faces, n_vertices):
+    sets = [set() for _ in range(n_vertices)]
+    for a, b, c in faces.tolist():
+        for u, w in ((a, b), (b, c), (c, a)):
+            sets[u].add(w)
+            sets[w].add(u)
+    return sets
+
+
+def _flipped(mesh, face):
+    faces = mesh.faces.copy()
+    faces[face] = faces[face, ::-1]
+    return faces
+
+
+@pytest.mark.parametrize("case", ["closed", "open", "one face flipped", "shuffled ids"])
+def test_adjacency_lists_every_neighbour_once(case):
+    """Closed oriented meshes take the successor short cut; open, inconsistently
+    oriented and renumbered ones must give the same neighbour sets, and the boundary."""
+    mesh = octasphere_mesh(2)
+    faces = {
+        "closed": mesh.faces,
+        "open": grid_mesh(6).faces,
+        "one face flipped": _flipped(mesh, 7),
+        "shuffled ids": np.random.default_rng(4).permutation(len(mesh.vertices)).astype(np.int32)[mesh.faces],
+    }[case]
+    n = int(faces.max()) + 1
+    off, nbr, boundary = vertex_adjacency(faces, n)
+    got = [nbr[off[v]:off[v + 1]].tolist() for v in range(n)]
+    assert [sorted(g) for g in got] == [sorted(s) for s in _neighbour_sets(faces, n)]
+    assert all(len(g) == len(set(g)) for g in got)
+    # A flipped face still shares each of its edges with one other face: no boundary.
+    assert boundary.sum() == (4 * 5 if case == "open" else 0)
+    short_cut = case in ("closed", "shuffled ids")
+    assert np.array_equal(nbr, vertex_successors(faces, n)[1]) == short_cut
+    assert all(g == sorted(g) for g in got) or short_cut
 
 
 def test_boundary_vertices_stay_put():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models3d.kernels.topology import vertex_corners, vertex_faces
+from models3d.kernels.topology import vertex_corners, vertex_faces, vertex_successors
 from tests.factories.meshes import octasphere_mesh
 
 
@@ -39,6 +39,14 @@ def test_vertex_corners_are_the_half_edges_around_each_vertex():
             k = mesh.faces[f].tolist().index(v)
             pairs += [mesh.faces[f][(k + 1) % 3], mesh.faces[f][(k + 2) % 3]]
         assert corners[start[v]:start[v + 1]].tolist() == pairs
+
+
+def test_vertex_successors_are_the_outgoing_half_edges():
+    mesh = octasphere_mesh(1)
+    start, successors = vertex_successors(mesh.faces, len(mesh.vertices), 3)
+    for v, around in enumerate(faces_around(mesh.faces, len(mesh.vertices))):
+        expected = [mesh.faces[f][(mesh.faces[f].tolist().index(v) + 1) % 3] for f in around]
+        assert successors[start[v]:start[v + 1]].tolist() == expected
 
 
 def test_isolated_vertices_and_empty_meshes():
