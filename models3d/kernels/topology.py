@@ -127,6 +127,14 @@ def _vertex_faces(faces, n_vertices, n_blocks, mode, off):
     return off, ref
 
 
+def _incidence(faces: np.ndarray, n_vertices: int, n_blocks: int, mode: int) -> tuple[np.ndarray, np.ndarray]:
+    if n_vertices == 0:
+        return np.zeros(1, np.int64), np.zeros(0, np.int32)
+    off = np.zeros(int(n_vertices) + 1, np.int64)
+    with parallel_chunks(1):
+        return _vertex_faces(np.ascontiguousarray(faces, np.int32), int(n_vertices), max(1, int(n_blocks)), mode, off)
+
+
 def vertex_faces(faces: np.ndarray, n_vertices: int, n_blocks: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """The faces around every vertex.
 
@@ -146,12 +154,7 @@ def vertex_faces(faces: np.ndarray, n_vertices: int, n_blocks: int = 16) -> tupl
         ``face_ids[offsets[v]:offsets[v + 1]]`` are the faces using vertex ``v``, in
         increasing order (a face naming ``v`` twice is listed twice).
     """
-    if n_vertices == 0:
-        return np.zeros(1, np.int64), np.zeros(0, np.int32)
-    off = np.zeros(int(n_vertices) + 1, np.int64)
-    with parallel_chunks(1):
-        return _vertex_faces(np.ascontiguousarray(faces, np.int32), int(n_vertices), max(1, int(n_blocks)),
-                             _FACES, off)
+    return _incidence(faces, n_vertices, n_blocks, _FACES)
 
 
 def vertex_corners(faces: np.ndarray, n_vertices: int, n_blocks: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -165,12 +168,7 @@ def vertex_corners(faces: np.ndarray, n_vertices: int, n_blocks: int = 16) -> tu
         each face using ``v`` (face order), so the half-edges ``v -> next`` and
         ``previous -> v``.
     """
-    if n_vertices == 0:
-        return np.zeros(1, np.int64), np.zeros(0, np.int32)
-    off = np.zeros(int(n_vertices) + 1, np.int64)
-    with parallel_chunks(1):
-        return _vertex_faces(np.ascontiguousarray(faces, np.int32), int(n_vertices), max(1, int(n_blocks)),
-                             _CORNERS, off)
+    return _incidence(faces, n_vertices, n_blocks, _CORNERS)
 
 
 def vertex_successors(faces: np.ndarray, n_vertices: int, n_blocks: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -185,9 +183,4 @@ def vertex_successors(faces: np.ndarray, n_vertices: int, n_blocks: int = 16) ->
     offsets : (V + 1,) int64
     successors : (3F,) int32, face order
     """
-    if n_vertices == 0:
-        return np.zeros(1, np.int64), np.zeros(0, np.int32)
-    off = np.zeros(int(n_vertices) + 1, np.int64)
-    with parallel_chunks(1):
-        return _vertex_faces(np.ascontiguousarray(faces, np.int32), int(n_vertices), max(1, int(n_blocks)),
-                             _NEXT, off)
+    return _incidence(faces, n_vertices, n_blocks, _NEXT)
