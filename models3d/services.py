@@ -549,8 +549,9 @@ def _mesh_and_write(job: MeshJob, progress: _Progress, outputs: list[_Output]) -
 def series_slices(series: Series) -> list[volumes.SliceInfo]:
     """Every image of a series as a :class:`volumes.SliceInfo` (from the index, no file read)."""
     storage = get_storage()
-    rows = Instance.objects.filter(series=series).values_list("path", "sop_uid", "sop_class_uid", "metadata")
-    return [volumes.slice_from_json(storage.path(path), sop, cls, meta) for path, sop, cls, meta in rows]
+    rows = Instance.objects.filter(series=series).values_list(
+        "path", "sop_uid", "sop_class_uid", "metadata", "transfer_syntax_uid")
+    return [volumes.slice_from_json(storage.path(path), sop, cls, meta, syntax) for path, sop, cls, meta, syntax in rows]
 
 
 def _label_volumes(job: MeshJob, geometry: volumes.VolumeGeometry, volume: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from archive.errors import InvalidInput
+from archive.part10 import EXPLICIT_LE, IMPLICIT_LE, scan_part10
 from models3d.kernels import to_patient_space
 from models3d.typed import Spacing, Vertices
 
@@ -53,6 +55,8 @@ class SliceInfo:
     bits_stored: int = 16
     signed: bool = True
     frames: int = 1
+    bits_allocated: int = 16
+    transfer_syntax: str = ""  # "" when unknown: pydicom reads the pixels
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,8 @@ def _first(metadata: dict[str, Any], tag: str, default: Any) -> Any:
     return values[0] if values else default
 
 
-def slice_from_json(path: str, sop_uid: str, sop_class_uid: str, metadata: dict[str, Any]) -> SliceInfo:
+def slice_from_json(path: str, sop_uid: str, sop_class_uid: str, metadata: dict[str, Any],
+                    transfer_syntax: str = "") -> SliceInfo:
     """Read one image's plane and pixel description from its DICOM JSON.
 
     Raises
@@ -130,6 +135,8 @@ def slice_from_json(path: str, sop_uid: str, sop_class_uid: str, metadata: dict[
         bits_stored=int(_first(metadata, "00280101", 16)),
         signed=int(_first(metadata, "00280103", 0)) == 1,
         frames=int(_first(metadata, "00280008", 1) or 1),
+        bits_allocated=int(_first(metadata, "00280100", 16)),
+        transfer_syntax=transfer_syntax,
     )
 
 
@@ -226,9 +233,32 @@ def plan_volume(slices: Sequence[SliceInfo]) -> VolumeGeometry:
     )
 
 
+# Little-endian native pixels read straight from the file, as pydicom would return them:
+# every stored bit used, one frame.
+_RAW_SYNTAXES = frozenset({IMPLICIT_LE, EXPLICIT_LE})
+
+
+def _raw_pixels(info: SliceInfo) -> np.ndarray | None:
+    """The slice's pixels read at their offset in the file, or None where pydicom must
+    decode them (compressed, big endian, packed bits, several frames)."""
+    if (info.transfer_syntax not in _RAW_SYNTAXES or info.frames != 1
+            or info.bits_allocated not in (8, 16) or info.bits_stored != info.bits_allocated):
+        return None
+    with open(info.path, "rb") as fp:
+        layout = scan_part10(fp, os.fstat(fp.fileno()).st_size)
+    dtype = np.dtype(f"<{'i' if info.signed else 'u'}{info.bits_allocated // 8}")
+    count = info.rows * info.columns
+    if layout.pixel_offset is None or (layout.pixel_length or 0) < count * dtype.itemsize:
+        return None
+    return np.fromfile(info.path, dtype=dtype, count=count, offset=layout.pixel_offset).reshape(info.rows, info.columns)
+
+
 def _stored_pixels(info: SliceInfo) -> np.ndarray:
     from pydicom.pixels import pixel_array
 
+    raw = _raw_pixels(info)
+    if raw is not None:
+        return raw
     try:
         pixels = pixel_array(info.path)  # reads only the pixel module: no full data set
     except (ValueError, NotImplementedError, RuntimeError, AttributeError, TypeError) as exc:
