@@ -14,8 +14,8 @@ from __future__ import annotations
 import io
 import mmap
 import struct
-from array import array
 import zlib
+from array import array
 from dataclasses import dataclass
 from typing import BinaryIO
 

@@ -3,9 +3,9 @@
 STOW-RS, C-STORE, the ingest jobs and the meshing jobs all hand a finished temporary
 file to ``store_file``. The order of what becomes durable is fixed: the file (fsync), its
 name (atomic rename, fsync of the folder), then the index rows (commit). The syncs run in
-the background while the file is parsed and the rows are written. If the commit fails the file is removed,
-so there is never a row without a file; a crash between the rename and the commit can
-leave a file without a row, which ``manage.py verify`` reports.
+the background while the file is parsed and the rows are written. If the commit fails
+the file is removed, so there is never a row without a file; a crash between the rename
+and the commit can leave a file without a row, which ``manage.py verify`` reports.
 """
 
 from __future__ import annotations
@@ -115,7 +115,10 @@ def store_files(
     # A batch's files sync in parallel: concurrent fsyncs share the filesystem's journal
     # commits, where one after another each waits for its own.
     paths = [item.temp_path for item in items]
-    synced = [background.start(storage.sync_files, paths[i::_SYNC_STREAMS]) for i in range(min(_SYNC_STREAMS, len(paths)))]
+    synced = [
+        background.start(storage.sync_files, paths[i::_SYNC_STREAMS])
+        for i in range(min(_SYNC_STREAMS, len(paths)))
+    ]
     durable = None
     try:
         for item in items:
