@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from django.db import transaction
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from archive.auth import request_user
-from archive.dicom.encapsulated import DocumentKind, copy_encapsulated_document
+from archive.dicom.encapsulated import DocumentKind, encapsulated_document_span
 from archive.errors import InvalidInput, NotFound
+from archive.multipart import file_chunks
 from archive.storage import get_storage
 
 from . import services, tasks
@@ -72,14 +73,17 @@ class MeshViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 
 @require_GET
 def mesh_file(request, pk: int, fmt: str):
-    """The plain model held in a stored Encapsulated STL/OBJ, byte for byte."""
+    """The plain model held in a stored Encapsulated STL/OBJ, byte for byte, streamed
+    from the stored file (a 400 MB STL is never held in memory)."""
     mesh = services.visible_meshes(request_user(request)).select_related("stl_instance", "obj_instance") \
         .filter(pk=pk).first()
     instance = None if mesh is None else {"stl": mesh.stl_instance, "obj": mesh.obj_instance}.get(fmt)
     if instance is None:
         raise NotFound(f"no {fmt} file for mesh {pk}")
-    response = HttpResponse(content_type=_MIME[fmt])
-    copy_encapsulated_document(get_storage().path(instance.path), response)
+    path = get_storage().path(instance.path)
+    offset, length = encapsulated_document_span(path)
+    response = StreamingHttpResponse(file_chunks(path, offset, length), content_type=_MIME[fmt])
+    response["Content-Length"] = str(length)
     label = "".join(c for c in mesh.label if c.isalnum() or c in "-_")[:32]
     name = f"mesh-{pk}{'-' + label if label else ''}.{fmt}"
     response["Content-Disposition"] = f'attachment; filename="{name}"'

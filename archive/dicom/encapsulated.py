@@ -52,6 +52,7 @@ __all__ = [
     "build_pdf_instance",
     "build_stl_instance",
     "copy_encapsulated_document",
+    "encapsulated_document_span",
     "read_encapsulated_document",
     "read_encapsulated_mtl",
     "read_encapsulated_obj",
@@ -392,12 +393,16 @@ def read_encapsulated_pdf(ds: Dataset) -> bytes:
     return read_encapsulated_document(ds, kind=DocumentKind.PDF)
 
 
-def copy_encapsulated_document(
-    path: str | os.PathLike[str], out: BinaryIO, *, chunk_size: int = 8 * 1024 * 1024
-) -> int:
-    """Copy the document of a Part 10 file at ``path`` to ``out`` without loading it.
+def encapsulated_document_span(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """Where the document of a Part 10 file at ``path`` lies: (byte offset, length).
 
-    Returns the number of bytes copied (EncapsulatedDocumentLength when present).
+    The length is EncapsulatedDocumentLength when present (the stored value may carry a
+    pad byte), else the value's length.
+
+    Raises
+    ------
+    InvalidInput
+        The file holds no EncapsulatedDocument, or its stated length runs past the value.
     """
     header = dcmread(path, defer_size=0, stop_before_pixels=True)
     raw = header.get_item(Tag(0x0042, 0x0011), keep_deferred=True)
@@ -406,8 +411,19 @@ def copy_encapsulated_document(
     length = header.get("EncapsulatedDocumentLength", raw.length)
     if length > raw.length:
         raise InvalidInput(f"EncapsulatedDocumentLength {length} exceeds stored {raw.length}")
+    return raw.value_tell, length
+
+
+def copy_encapsulated_document(
+    path: str | os.PathLike[str], out: BinaryIO, *, chunk_size: int = 8 * 1024 * 1024
+) -> int:
+    """Copy the document of a Part 10 file at ``path`` to ``out`` without loading it.
+
+    Returns the number of bytes copied (EncapsulatedDocumentLength when present).
+    """
+    offset, length = encapsulated_document_span(path)
     with open(path, "rb") as fp:
-        fp.seek(raw.value_tell)
+        fp.seek(offset)
         remaining = length
         while remaining:
             chunk = fp.read(min(chunk_size, remaining))

@@ -119,7 +119,9 @@ def test_job_on_a_real_worker_stores_a_dicom_stl_and_obj(client, curator, sphere
     # The plain STL and the DICOM instance, as the viewer's download buttons fetch them.
     download = client.get(f"/api/meshes/{mesh['id']}/stl", **basic(*CURATOR))
     assert download.status_code == 200 and download["Content-Type"] == "model/stl"
-    assert download.content == stl
+    # Streamed from the stored file, with its length announced.
+    assert download.streaming and int(download["Content-Length"]) == len(stl)
+    assert b"".join(download.streaming_content) == stl
     wado = client.get(mesh["stl"]["dicom"].replace("http://testserver", ""), **basic(*CURATOR))
     assert wado.status_code == 200 and wado["Content-Type"].startswith("multipart/related")
     # The result series is indexed in the same study; nothing is left in the incoming folder.

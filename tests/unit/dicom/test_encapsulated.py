@@ -17,6 +17,7 @@ from archive.dicom.encapsulated import (
     build_pdf_instance,
     build_stl_instance,
     copy_encapsulated_document,
+    encapsulated_document_span,
     read_encapsulated_document,
     read_encapsulated_obj,
     read_encapsulated_pdf,
@@ -153,6 +154,8 @@ def test_streamed_document_equals_in_memory_one(payload, refs, tmp_path):
     out = io.BytesIO()
     assert copy_encapsulated_document(streamed, out, chunk_size=5) == len(payload)
     assert out.getvalue() == payload
+    offset, length = encapsulated_document_span(streamed)
+    assert streamed.read_bytes()[offset : offset + length] == payload
 
 
 def test_streamed_document_short_payload_leaves_nothing(refs, tmp_path):
