@@ -4,11 +4,11 @@ The pure builders in :mod:`iiif.presentation` know nothing of the ORM; this modu
 reads ``Study``/``Series``/``Instance`` rows and hands them plain ``ManifestInfo``,
 ``SeriesRef``, ``CollectionInfo`` and ``MemberRef`` values.
 
-Collections come from :class:`IndexCollections` until curated Collection models
-exist: the top collection lists an ``all`` collection (every study the caller may
-see) and one collection per modality (``sm`` slides, ``ct``, ``xc`` photographs...).
-To switch to curated collections, write a class with the same two methods
-(``list_collections`` and ``members``) and point :data:`COLLECTIONS` at it.
+Collections: the top collection lists the curators' collections
+(``ingest.Collection``, each listing its objects' studies) and then the groups the
+index gives by itself: ``all`` (every study the caller may see) and one per modality
+(``sm`` slides, ``ct``, ``xc`` photographs...). A curated collection whose slug is also
+a derived group's name takes that name over.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from archive.models import Instance, Series, Study
+from django.db.models import Prefetch, Q
+
+from archive.models import Instance, Series, Study, Visibility, can_read_private
 from iiif.errors import ImageNotFound
 from iiif.presentation import (
     CollectionInfo,
@@ -175,10 +177,16 @@ class CollectionEntry:
     summary: str | None = None
 
 
+#: A collection's members: each study with the label it is listed under.
+Members = list[tuple[Study, str]]
+
+
 class CollectionSource(Protocol):
     def list_collections(self, user) -> list[CollectionEntry]: ...
 
-    def members(self, slug: str, user) -> tuple[CollectionEntry, list[Study]]: ...
+    def members(self, slug: str, user) -> tuple[CollectionEntry, Members] | None:
+        """The collection and its members, or None if there is no such collection for
+        this caller."""
 
 
 class IndexCollections:
@@ -196,20 +204,84 @@ class IndexCollections:
             entries.append(CollectionEntry(code.lower(), MODALITY_LABELS.get(code, code), f"Studies with {code} series"))
         return entries
 
-    def members(self, slug: str, user) -> tuple[CollectionEntry, list[Study]]:
+    def members(self, slug: str, user) -> tuple[CollectionEntry, Members] | None:
         studies = self._visible(user).order_by("-study_date", "study_uid")
         if slug == "all":
-            return CollectionEntry("all", "All studies", "Every study you may see"), list(studies)
+            entry = CollectionEntry("all", "All studies", "Every study you may see")
+            return entry, [(study, study_label(study)) for study in studies]
         code = slug.upper()
         if not code.isalnum() or len(code) > 16:
-            raise ImageNotFound(f"no collection is called {slug!r}")
+            return None
         chosen = [s for s in studies.filter(modalities__contains=code) if code in s.modalities.split("\\")]
         if not chosen:
-            raise ImageNotFound(f"no collection is called {slug!r}")
-        return CollectionEntry(slug, MODALITY_LABELS.get(code, code), f"Studies with {code} series"), chosen
+            return None
+        entry = CollectionEntry(slug, MODALITY_LABELS.get(code, code), f"Studies with {code} series")
+        return entry, [(study, study_label(study)) for study in chosen]
 
 
-COLLECTIONS: CollectionSource = IndexCollections()
+class CuratedCollections:
+    """The curators' collections (``ingest.Collection``): a collection is listed to
+    everyone when it is public, and to those who may read private data otherwise; it
+    holds the studies of its objects that the caller may see (an object's own
+    visibility applies too), in inventory-number order, labelled with the object."""
+
+    def _collections(self, user):
+        from ingest.models import Collection
+
+        collections = Collection.objects.order_by("name")
+        return collections if can_read_private(user) else collections.filter(public=True)
+
+    def list_collections(self, user) -> list[CollectionEntry]:
+        return [_curated_entry(c) for c in self._collections(user)]
+
+    def members(self, slug: str, user) -> tuple[CollectionEntry, Members] | None:
+        from ingest.models import Object
+
+        collection = self._collections(user).filter(slug=slug).first()
+        if collection is None:
+            return None
+        objects = Object.objects.filter(collection=collection).order_by("inventory_number", "pk")
+        if not can_read_private(user):
+            mine = Q(owner=user) if user is not None and user.is_authenticated else Q(pk__in=[])
+            objects = objects.filter(Q(visibility=Visibility.PUBLIC) | mine)
+        visible = Study.objects.visible_to(user).select_related("patient").order_by("study_date", "study_uid")
+        members: Members = []
+        for obj in objects.prefetch_related(Prefetch("studies", queryset=visible)):
+            studies = list(obj.studies.all())
+            name = obj.title or obj.inventory_number
+            for study in studies:
+                members.append((study, name if len(studies) == 1 else f"{name}: {study_label(study)}"))
+        return _curated_entry(collection), members
+
+
+def _curated_entry(collection) -> CollectionEntry:
+    return CollectionEntry(collection.slug, collection.name, collection.description or None)
+
+
+class Collections:
+    """Several sources as one: listed in order; the first that knows a slug answers."""
+
+    def __init__(self, *sources: CollectionSource):
+        self.sources = sources
+
+    def list_collections(self, user) -> list[CollectionEntry]:
+        entries: list[CollectionEntry] = []
+        taken: set[str] = set()
+        for source in self.sources:
+            for entry in source.list_collections(user):
+                if entry.slug not in taken:
+                    taken.add(entry.slug)
+                    entries.append(entry)
+        return entries
+
+    def members(self, slug: str, user) -> tuple[CollectionEntry, Members] | None:
+        for source in self.sources:
+            if (found := source.members(slug, user)) is not None:
+                return found
+        return None
+
+
+COLLECTIONS = Collections(CuratedCollections(), IndexCollections())
 
 
 def top_collection_parts(user, urls: Urls) -> tuple[CollectionInfo, list[MemberRef]]:
@@ -222,13 +294,16 @@ def top_collection_parts(user, urls: Urls) -> tuple[CollectionInfo, list[MemberR
 
 
 def collection_parts(slug: str, user, urls: Urls) -> tuple[CollectionInfo, list[MemberRef]]:
-    entry, studies = COLLECTIONS.members(slug, user)
+    found = COLLECTIONS.members(slug, user)
+    if found is None:
+        raise ImageNotFound(f"no collection is called {slug!r}")
+    entry, studies = found
     info = CollectionInfo(
         id=urls.collection(slug), label={"en": entry.label},
         summary={"en": entry.summary} if entry.summary else None,
     )
     members = [
-        MemberRef(id=urls.study_manifest(study.study_uid), type="Manifest", label=study_label(study))
-        for study in studies
+        MemberRef(id=urls.study_manifest(study.study_uid), type="Manifest", label=label)
+        for study, label in studies
     ]
     return info, members

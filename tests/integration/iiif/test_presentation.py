@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from archive.models import Study
+from ingest.models import Collection, Object
 from tests.factories.datasets import ct_series
 
 from .conftest import publish, store
@@ -119,3 +120,59 @@ def test_public_root_setting_names_the_documents(client, wsi, settings):
     assert manifest["id"].startswith("https://museum.example/iiif/presentation/")
     assert painted_services(manifest) == [f"https://museum.example/iiif/3/{wsi.series_uid}"]
     assert Study.objects.count() == 1
+
+
+def test_curated_collections_list_their_objects_first(client, ct, wsi, validator_image):
+    fossils = Collection.objects.create(name="Fossils", slug="fossils", description="Micro-CT of fossils", public=True)
+    Collection.objects.create(name="Unpublished", slug="unpublished")  # not public
+    cat = Object.objects.create(collection=fossils, inventory_number="F-2", title="Cat mummy",
+                                visibility="public")
+    cat.studies.add(Study.objects.get(study_uid=ct[0].StudyInstanceUID))
+    slide = Object.objects.create(collection=fossils, inventory_number="F-1", title="Thin section",
+                                  visibility="public")
+    slide.studies.add(Study.objects.get(study_uid=wsi.study_uid),
+                      Study.objects.get(study_uid=validator_image.StudyInstanceUID))
+    hidden = Object.objects.create(collection=fossils, inventory_number="F-3", title="Unpublished object")
+    hidden.studies.add(Study.objects.get(study_uid=validator_image.StudyInstanceUID))
+
+    top = client.get("/iiif/presentation/collections/top").json()
+    prezi3.Collection.model_validate(top)
+    assert [m["id"].rsplit("/", 1)[1] for m in top["items"]] == ["fossils", "all", "ct", "sm", "xc"]
+    assert top["items"][0]["label"] == {"en": ["Fossils"]}
+
+    document = client.get("/iiif/presentation/collections/fossils").json()
+    prezi3.Collection.model_validate(document)
+    assert document["summary"] == {"en": ["Micro-CT of fossils"]}
+    listed = [(m["id"].rsplit("/studies/", 1)[1].split("/")[0], m["label"]) for m in document["items"]]
+    # Inventory-number order; an object with two studies names each; the private object is left out.
+    assert [uid for uid, _ in listed] == [
+        *sorted([wsi.study_uid, validator_image.StudyInstanceUID],
+                key=lambda u: (Study.objects.get(study_uid=u).study_date, u)),
+        ct[0].StudyInstanceUID,
+    ]
+    labels = [next(iter(label.values()))[0] for _, label in listed]
+    assert labels[0].startswith("Thin section: ") and labels[1].startswith("Thin section: ")
+    assert labels[2] == "Cat mummy"
+    for item in document["items"]:
+        assert client.get(item["id"].removeprefix("http://testserver")).status_code == 200
+    assert client.get("/iiif/presentation/collections/unpublished").status_code == 404
+
+
+def test_curated_collection_shows_private_objects_only_to_readers(client, private_ct, ct, reader_auth):
+    museum = Collection.objects.create(name="Museum", slug="museum", public=True)
+    open_object = Object.objects.create(collection=museum, inventory_number="A", title="Open", visibility="public")
+    open_object.studies.add(Study.objects.get(study_uid=ct[0].StudyInstanceUID))
+    # A public object whose study is private: the study stays hidden.
+    leaky = Object.objects.create(collection=museum, inventory_number="B", title="Secret", visibility="public")
+    leaky.studies.add(Study.objects.get(study_uid=private_ct[0].StudyInstanceUID))
+    Collection.objects.create(name="Back office", slug="back-office")
+
+    anonymous = client.get("/iiif/presentation/collections/museum").json()
+    assert [m["label"] for m in anonymous["items"]] == [{"none": ["Open"]}]
+    assert "Secret" not in str(anonymous)
+    reader = client.get("/iiif/presentation/collections/museum", **reader_auth).json()
+    assert len(reader["items"]) == 2
+    assert client.get("/iiif/presentation/collections/back-office").status_code == 404
+    assert client.get("/iiif/presentation/collections/back-office", **reader_auth).status_code == 200
+    top = client.get("/iiif/presentation/collections/top", **reader_auth).json()
+    assert [m["id"].rsplit("/", 1)[1] for m in top["items"]][:2] == ["back-office", "museum"]
