@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import signal
+import threading
 
 from django.conf import settings
 from pynetdicom import AE, _config
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 # Largest P-DATA PDU we accept: large enough that a 512 KiB slice arrives in a few PDUs.
 MAXIMUM_PDU_BYTES = 1 << 20
 MAXIMUM_ASSOCIATIONS = 32
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def build_ae(ae_title: str | None = None) -> AE:
@@ -62,11 +65,24 @@ def start_scp(
 
 
 def serve(host: str | None = None, port: int | None = None, ae_title: str | None = None) -> None:
-    """Run the SCP in the foreground until interrupted."""
-    ae = build_ae(ae_title)
-    address = (host or settings.VITRINE_DICOM_HOST, settings.VITRINE_DICOM_PORT if port is None else port)
-    log.info("DICOM SCP %s listening on %s:%d", ae.ae_title, *address)
+    """Run the SCP until SIGINT or SIGTERM, then stop accepting associations and let
+    the open ones finish.
+
+    The signals only set a flag. pynetdicom's own blocking mode relies on
+    KeyboardInterrupt reaching ``serve_forever``, which it does not when the signal
+    lands while a finaliser runs (the interpreter reports the exception and carries
+    on), and the server would then never stop.
+    """
+    server = start_scp(host, port, ae_title)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in _STOP_SIGNALS}
     # Everything loaded so far lives as long as the process: keep it out of the garbage
     # collector's full passes, which otherwise pause an association for tens of ms.
     gc.freeze()
-    ae.start_server(address, block=True, evt_handlers=list(HANDLERS))
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

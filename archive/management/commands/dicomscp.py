@@ -22,7 +22,4 @@ class Command(BaseCommand):
             f"(store from {settings.VITRINE_STORE_FROM}, query from {settings.VITRINE_QUERY_FROM})"
         )
         self.stdout.flush()
-        try:
-            serve(host, port, ae_title)
-        except KeyboardInterrupt:
-            pass
+        serve(host, port, ae_title)

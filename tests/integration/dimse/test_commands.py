@@ -60,7 +60,8 @@ def _free_port() -> int:
 
 
 @pytest.mark.skipif(shutil.which("echoscu") is None, reason="dcmtk is not installed")
-def test_dicomscp_serves_in_the_foreground(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_dicomscp_serves_in_the_foreground_until_signalled(tmp_path, stop_signal):
     env = {**os.environ, "VITRINE_VAR": str(tmp_path), "VITRINE_DICOM_HOST": "127.0.0.1"}
     port = _free_port()
     env["VITRINE_DICOM_PORT"] = str(port)
@@ -79,6 +80,9 @@ def test_dicomscp_serves_in_the_foreground(tmp_path):
                 break
             time.sleep(0.1)
         assert echo.returncode == 0
+        server.send_signal(stop_signal)
+        assert server.wait(timeout=20) == 0, server.stdout.read()
     finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=20)
+        if server.poll() is None:
+            server.kill()
+            server.wait()
