@@ -194,6 +194,11 @@ CELERY_TASK_ALWAYS_EAGER = _env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_WORKER_CONCURRENCY = int(os.environ.get("CELERY_WORKER_CONCURRENCY", "2"))
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Periodic tasks, sent by Celery beat (embedded in the worker that ``manage.py serve``
+# starts; with several workers run one ``celery -A archive.celery beat`` instead).
+CELERY_BEAT_SCHEDULE = {
+    "fail-stale-meshing-jobs": {"task": "models3d.tasks.fail_stale_jobs", "schedule": 60.0},
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -46,6 +46,8 @@ class Command(BaseCommand):
             commands["worker"] = [
                 str(bin_dir / "celery"), "-A", "archive.celery", "worker", "--loglevel", "INFO",
                 "--concurrency", str(settings.CELERY_WORKER_CONCURRENCY),
+                # Beat in the same process sends the periodic tasks (CELERY_BEAT_SCHEDULE).
+                "--beat", "--schedule", str(settings.VAR_DIR / "celerybeat-schedule"),
             ]
         children = {name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in commands.items()}
         base = settings.VITRINE_PUBLIC_URL or f"http://{http}"

@@ -395,3 +395,23 @@ def test_triangle_budget_holds_on_every_path(sphere_series, what):
     mesh = Mesh.objects.get()
     assert 200 <= mesh.triangles <= 300 and mesh.watertight
     assert mesh.volume_mm3 == pytest.approx(sphere_volume_mm3(), rel=0.1)
+
+
+def test_beat_schedule_sweeps_jobs_whose_worker_died(sphere_series, settings):
+    from archive.celery import app
+
+    series = Series.objects.get(series_uid=sphere_series[0].SeriesInstanceUID)
+    long_ago = timezone.now() - timedelta(seconds=2 * services.STALE_AFTER_S)
+    dead = MeshJob.objects.create(key="dead", series=series, params={}, state=MeshJob.State.RUNNING,
+                                  started=long_ago, heartbeat=long_ago)
+    alive = MeshJob.objects.create(key="alive", series=series, params={}, state=MeshJob.State.RUNNING,
+                                   started=long_ago, heartbeat=timezone.now())
+    # What beat sends every minute, found and run as a worker would (autodiscovery).
+    app.loader.import_default_modules()
+    (entry,) = settings.CELERY_BEAT_SCHEDULE.values()
+    assert entry["schedule"] <= 60
+    assert app.tasks[entry["task"]].apply().get() == 1
+    dead.refresh_from_db()
+    alive.refresh_from_db()
+    assert dead.state == "failed" and "no heartbeat" in dead.error
+    assert alive.state == "running"
