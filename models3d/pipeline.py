@@ -202,11 +202,13 @@ def mesh_volume(volume: Volume, spacing_mm: Spacing, params: MeshParams,
         raise InvalidInput("give at most one of decimate_ratio and decimate_count")
     if params.decimate_ratio is not None and len(mesh.faces):
         report("decimate", 0.0)
-        mesh = decimate(mesh, ratio=params.decimate_ratio, threads=params.threads)
+        mesh = decimate(mesh, ratio=params.decimate_ratio, threads=params.threads,
+                        on_progress=lambda fraction: report("decimate", fraction))
         report("decimate", 1.0)
     elif params.decimate_count is not None and len(mesh.faces) > params.decimate_count:
         report("decimate", 0.0)
-        mesh = decimate(mesh, count=params.decimate_count, threads=params.threads)
+        mesh = decimate(mesh, count=params.decimate_count, threads=params.threads,
+                        on_progress=lambda fraction: report("decimate", fraction))
         report("decimate", 1.0)
     if np.any(offset):
         mesh = Mesh((mesh.vertices.astype(np.float64) + offset).astype(np.float32), mesh.faces)

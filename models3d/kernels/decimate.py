@@ -35,6 +35,8 @@ Closed manifold input therefore stays closed, manifold and of the same genus.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numba import njit, prange
 
@@ -514,7 +516,7 @@ def _spatial_order(v: np.ndarray, faces: np.ndarray, n_blocks: int) -> np.ndarra
 
 
 def decimate(mesh: Mesh, ratio: float | None = None, count: int | None = None,
-             threads: int | None = None) -> Mesh:
+             threads: int | None = None, on_progress: Callable[[float], None] | None = None) -> Mesh:
     """Reduce a mesh to a target triangle count by quadric-error edge collapse.
 
     Parameters
@@ -527,6 +529,9 @@ def decimate(mesh: Mesh, ratio: float | None = None, count: int | None = None,
         Target number of faces (give ``ratio`` or ``count``, not both).
     threads : int, optional
         Numba threads; all by default.
+    on_progress : callable, optional
+        Called after every pass with the share of the collapses done so far, in [0, 1].
+        An exception it raises stops the decimation and propagates (a cancelled job).
 
     Returns
     -------
@@ -557,10 +562,10 @@ def decimate(mesh: Mesh, ratio: float | None = None, count: int | None = None,
     n_threads = check_threads(threads)
     # Every prange below runs over blocks or chunks, handed out one at a time.
     with numba_threads(n_threads, chunk=1):
-        return _decimate(mesh, target, n_threads)
+        return _decimate(mesh, target, n_threads, on_progress or (lambda fraction: None))
 
 
-def _decimate(mesh: Mesh, target: int, n_threads: int) -> Mesh:
+def _decimate(mesh: Mesh, target: int, n_threads: int, on_progress: Callable[[float], None]) -> Mesh:
     """The passes of :func:`decimate` on a checked mesh, ``target`` < its face count."""
     max_blocks = max(1, n_threads * BLOCKS_PER_THREAD)
     v, centre = _centred_float64(mesh.vertices)
@@ -611,6 +616,7 @@ def _decimate(mesh: Mesh, target: int, n_threads: int) -> Mesh:
                np.float32(threshold), bounds, own, starts, quota, stamp, removed, tries)
         stamp += (int(tries.max()) + 1) * n_blocks
         before, n_alive = n_alive, n_alive - int(removed.sum())
+        on_progress(min(1.0, (n_faces - n_alive) / (n_faces - target)))
         idle = idle + 1 if n_alive == before else 0
         if idle:  # retry the edges refused so far: their neighbourhoods may have changed
             stale[:] = True

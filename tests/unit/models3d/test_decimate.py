@@ -46,6 +46,22 @@ def test_boundary_flags_match_adjacency():
     assert np.array_equal(locked, boundary)
 
 
+def test_progress_rises_pass_by_pass_and_an_exception_stops_the_run(sphere):
+    seen: list[float] = []
+    decimate(sphere, ratio=0.1, on_progress=seen.append)
+    assert len(seen) >= 3 and seen == sorted(seen)
+    assert 0.0 < seen[0] < 1.0 and seen[-1] == 1.0
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(fraction: float) -> None:
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        decimate(sphere, ratio=0.1, on_progress=cancel)
+
+
 @pytest.mark.parametrize("ratio", [0.5, 0.1])
 def test_closed_sphere_reaches_target_and_stays_closed(sphere, ratio):
     out = decimate(sphere, ratio=ratio)
