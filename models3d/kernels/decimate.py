@@ -64,15 +64,53 @@ _INF = np.float32(np.inf)
 
 
 @njit(**NJIT_PARALLEL)
-def _quadrics_and_boundary(v, faces, off, ref, q, locked):
-    """Per vertex: q (V, 10) float64 sum of area-weighted plane quadrics
-    [aa ab ac ad bb bc bd cc cd dd] of its faces, and locked (V,) bool when one of its
-    edges is used by a single face.
+def _face_quadrics(v, faces, bounds, q, turning):
+    """Per vertex: q (V, 10) float64, the sum of the area-weighted plane quadrics
+    [aa ab ac ad bb bc bd cc cd dd] of its faces, and turning (V,) int64, the sum of
+    h(next) - h(previous) over its faces for a hash h of vertex ids.
 
-    v (V, 3) float64, faces (F, 3) int32, off/ref the vertex -> faces CSR. Vertices
-    go in chunks so that each chunk has its own scratch for the corner lists.
+    Around a vertex of a closed, consistently oriented surface every neighbour comes
+    once as the corner after it and once as the corner before it, so ``turning`` is 0;
+    a vertex on an edge used by one face has a neighbour whose hash does not cancel.
+
+    Each block of vertex ids [bounds[k], bounds[k + 1]) is one task that scans every
+    face and adds only to its own vertices, so no two tasks write the same row and
+    each vertex sums its faces in face order whatever the number of blocks.
     """
-    n = v.shape[0]
+    for k in prange(bounds.shape[0] - 1):
+        lo, hi = bounds[k], bounds[k + 1]
+        for vid in range(lo, hi):
+            turning[vid] = 0
+            for m in range(10):
+                q[vid, m] = 0.0
+        for f in range(faces.shape[0]):
+            a, b, d = faces[f, 0], faces[f, 1], faces[f, 2]
+            in_a, in_b, in_d = lo <= a < hi, lo <= b < hi, lo <= d < hi
+            if not (in_a or in_b or in_d):
+                continue
+            p = _plane_quadric(v, a, b, d)
+            for vid, inside, after, before in ((a, in_a, b, d), (b, in_b, d, a), (d, in_d, a, b)):
+                if inside:
+                    for m in range(10):
+                        q[vid, m] += p[m]
+                    turning[vid] += _mix(after) - _mix(before)
+
+
+@njit(**NJIT)
+def _mix(x):
+    """A hash of a vertex id in [0, 2**31 - 1): distinct ids get distinct values, and
+    sums of a few of them stay far inside int64 (no wrap-around, even in Python)."""
+    return (np.int64(x) * np.int64(2654435761)) % np.int64(2147483647)
+
+
+@njit(**NJIT_PARALLEL)
+def _boundary_flags(faces, off, ref, locked):
+    """locked (V,) bool: the vertex has an edge used by a single face.
+
+    faces (F, 3) int32, off/ref the vertex -> faces CSR. Vertices go in chunks so that
+    each chunk has its own scratch for the corner lists.
+    """
+    n = off.shape[0] - 1
     n_chunks = min(n, 1024)
     size = (n + n_chunks - 1) // n_chunks if n else 1
     for c in prange(n_chunks):
@@ -81,7 +119,6 @@ def _quadrics_and_boundary(v, faces, off, ref, q, locked):
             degree = off[vid + 1] - off[vid]
             if 2 * degree > corners.shape[0]:
                 corners = np.empty(2 * degree, np.int64)
-            s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = s9 = 0.0
             for i in range(degree):
                 f = ref[off[vid] + i]
                 a, b, d = faces[f, 0], faces[f, 1], faces[f, 2]
@@ -92,28 +129,24 @@ def _quadrics_and_boundary(v, faces, off, ref, q, locked):
                     corners[2 * i], corners[2 * i + 1] = d, a
                 else:
                     corners[2 * i], corners[2 * i + 1] = a, b
-                ux, uy, uz = v[b, 0] - v[a, 0], v[b, 1] - v[a, 1], v[b, 2] - v[a, 2]
-                wx, wy, wz = v[d, 0] - v[a, 0], v[d, 1] - v[a, 1], v[d, 2] - v[a, 2]
-                nx, ny, nz = uy * wz - uz * wy, uz * wx - ux * wz, ux * wy - uy * wx
-                length = np.sqrt(nx * nx + ny * ny + nz * nz)
-                if length == 0.0:
-                    continue
-                nx, ny, nz = nx / length, ny / length, nz / length
-                dd = -(nx * v[a, 0] + ny * v[a, 1] + nz * v[a, 2])
-                w = 0.5 * length
-                s0 += w * nx * nx
-                s1 += w * nx * ny
-                s2 += w * nx * nz
-                s3 += w * nx * dd
-                s4 += w * ny * ny
-                s5 += w * ny * nz
-                s6 += w * ny * dd
-                s7 += w * nz * nz
-                s8 += w * nz * dd
-                s9 += w * dd * dd
-            q[vid, 0], q[vid, 1], q[vid, 2], q[vid, 3], q[vid, 4] = s0, s1, s2, s3, s4
-            q[vid, 5], q[vid, 6], q[vid, 7], q[vid, 8], q[vid, 9] = s5, s6, s7, s8, s9
             locked[vid] = _seen_once(corners, 2 * degree)
+
+
+@njit(**NJIT)
+def _plane_quadric(v, a, b, d):
+    """The area-weighted quadric of the plane of face (a, b, d), as a 10-tuple
+    [aa ab ac ad bb bc bd cc cd dd] (all zero for a degenerate face)."""
+    ux, uy, uz = v[b, 0] - v[a, 0], v[b, 1] - v[a, 1], v[b, 2] - v[a, 2]
+    wx, wy, wz = v[d, 0] - v[a, 0], v[d, 1] - v[a, 1], v[d, 2] - v[a, 2]
+    nx, ny, nz = uy * wz - uz * wy, uz * wx - ux * wz, ux * wy - uy * wx
+    length = np.sqrt(nx * nx + ny * ny + nz * nz)
+    if length == 0.0:
+        return (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    nx, ny, nz = nx / length, ny / length, nz / length
+    dd = -(nx * v[a, 0] + ny * v[a, 1] + nz * v[a, 2])
+    w = 0.5 * length
+    return (w * nx * nx, w * nx * ny, w * nx * nz, w * nx * dd, w * ny * ny,
+            w * ny * nz, w * ny * dd, w * nz * nz, w * nz * dd, w * dd * dd)
 
 
 @njit(**NJIT)
@@ -480,11 +513,19 @@ def _sweep(v, faces, alive, q, err, stale, locked, border, layout, touched, mark
 
 
 def _quadrics_and_locks(v: np.ndarray, faces: np.ndarray, n_blocks: int) -> tuple[np.ndarray, np.ndarray]:
-    """(V, 10) float64 vertex quadrics and (V,) bool boundary flags; v (V, 3) float64."""
-    off, ref = vertex_faces(faces, len(v), n_blocks)
+    """(V, 10) float64 vertex quadrics and (V,) bool boundary flags; v (V, 3) float64.
+
+    The flags need every vertex's fan (a vertex -> faces CSR) only where some vertex's
+    hashes do not cancel; a closed, consistently oriented surface, such as every
+    isosurface, has none and is done after one pass over the faces per block.
+    """
     q = np.empty((len(v), 10))
-    locked = np.empty(len(v), np.bool_)
-    _quadrics_and_boundary(v, faces, off, ref, q, locked)
+    turning = np.empty(len(v), np.int64)
+    _face_quadrics(v, faces, _block_bounds(len(v), max(1, n_blocks), 0), q, turning)
+    locked = np.zeros(len(v), np.bool_)
+    if turning.any():
+        off, ref = vertex_faces(faces, len(v), n_blocks)
+        _boundary_flags(faces, off, ref, locked)
     return q, locked
 
 
@@ -576,7 +617,8 @@ def _decimate(mesh: Mesh, target: int, n_threads: int, on_progress: Callable[[fl
         new_id[order] = np.arange(len(order), dtype=np.int32)
         v, faces = np.ascontiguousarray(v[order]), new_id[faces]
     n_vertices, n_faces = len(v), len(faces)
-    q, locked = _quadrics_and_locks(v, faces, max_blocks)
+    # Every block of the quadric pass scans all faces: a few blocks, not max_blocks.
+    q, locked = _quadrics_and_locks(v, faces, 2 * n_threads)
     alive = np.ones(n_faces, np.bool_)
     stale = np.ones(n_faces, np.bool_)
     # Cached edge errors, only compared. The first update computes every entry (all

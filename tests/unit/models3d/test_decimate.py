@@ -62,6 +62,22 @@ def test_progress_rises_pass_by_pass_and_an_exception_stops_the_run(sphere):
         decimate(sphere, ratio=0.1, on_progress=cancel)
 
 
+def test_boundary_flags_on_a_hole_and_on_a_flipped_face():
+    closed = octasphere_mesh(2)
+    # A missing face opens a hole: exactly its three corners are on a boundary.
+    holed = closed.faces[1:]
+    _, locked = _quadrics_and_locks(closed.vertices.astype(np.float64), holed, 3)
+    assert set(np.flatnonzero(locked)) == set(closed.faces[0])
+    # A face wound the wrong way leaves the surface closed: nothing is locked, although
+    # the quick orientation test cannot tell and falls back to the full check.
+    flipped = closed.faces.copy()
+    flipped[0] = flipped[0, ::-1]
+    q, locked = _quadrics_and_locks(closed.vertices.astype(np.float64), flipped, 3)
+    assert not locked.any()
+    q_closed, _ = _quadrics_and_locks(closed.vertices.astype(np.float64), closed.faces, 1)
+    assert np.allclose(q, q_closed, rtol=1e-12, atol=1e-15)  # a plane's quadric ignores winding
+
+
 @pytest.mark.parametrize("ratio", [0.5, 0.1])
 def test_closed_sphere_reaches_target_and_stays_closed(sphere, ratio):
     out = decimate(sphere, ratio=ratio)
