@@ -205,7 +205,8 @@ def _optimum(q, v, a, b, a_fixed, b_fixed):
         # Keep the optimum near the edge: far-away optima come from near-flat regions.
         sx, sy, sz = v[b, 0] - v[a, 0], v[b, 1] - v[a, 1], v[b, 2] - v[a, 2]
         if (x - mx) ** 2 + (y - my) ** 2 + (z - mz) ** 2 <= 4.0 * (sx * sx + sy * sy + sz * sz):
-            return max(_qerr(q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, x, y, z), 0.0), x, y, z
+            # At the optimum A p = -b, so p'A p + 2 b'p + c reduces to b'p + c.
+            return max(q3 * x + q6 * y + q8 * z + q9, 0.0), x, y, z
     best = _qerr(q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, mx, my, mz)
     bx, by, bz = mx, my, mz
     for e in (a, b):
