@@ -33,6 +33,7 @@ from iiif.presentation import (
     SeriesRef,
 )
 from iiif.services import WSI_SOP_CLASS, _value, _values, pyramid_level
+from ingest.models import Collection, Object
 
 MODALITY_LABELS = {
     "SM": "Whole-slide images",
@@ -226,8 +227,6 @@ class CuratedCollections:
     visibility applies too), in inventory-number order, labelled with the object."""
 
     def _collections(self, user):
-        from ingest.models import Collection
-
         collections = Collection.objects.order_by("name")
         return collections if can_read_private(user) else collections.filter(public=True)
 
@@ -235,8 +234,6 @@ class CuratedCollections:
         return [_curated_entry(c) for c in self._collections(user)]
 
     def members(self, slug: str, user) -> tuple[CollectionEntry, Members] | None:
-        from ingest.models import Object
-
         collection = self._collections(user).filter(slug=slug).first()
         if collection is None:
             return None
