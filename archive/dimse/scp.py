@@ -68,10 +68,11 @@ def serve(host: str | None = None, port: int | None = None, ae_title: str | None
     """Run the SCP until SIGINT or SIGTERM, then stop accepting associations and let
     the open ones finish.
 
-    The signals only set a flag. pynetdicom's own blocking mode relies on
-    KeyboardInterrupt reaching ``serve_forever``, which it does not when the signal
-    lands while a finaliser runs (the interpreter reports the exception and carries
-    on), and the server would then never stop.
+    Both signals get handlers of our own, which only set a flag. pynetdicom's blocking
+    mode relies on Python's default SIGINT handler raising KeyboardInterrupt, and a
+    process started in the background by a non-interactive shell (``cmd &``, as CI
+    runners and init scripts do) inherits SIGINT as ignored: Python then installs no
+    handler, and the server never stopped.
     """
     server = start_scp(host, port, ae_title)
     stop = threading.Event()
