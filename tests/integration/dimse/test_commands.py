@@ -59,6 +59,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+_IGNORE_SIGINT_THEN_EXEC = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 @pytest.mark.skipif(shutil.which("echoscu") is None, reason="dcmtk is not installed")
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 def test_dicomscp_serves_in_the_foreground_until_signalled(tmp_path, stop_signal):
@@ -67,8 +73,11 @@ def test_dicomscp_serves_in_the_foreground_until_signalled(tmp_path, stop_signal
     env["VITRINE_DICOM_PORT"] = str(port)
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True, timeout=120)
+    # Started the way a background job of a non-interactive shell is (`cmd &`, as CI
+    # runners and init scripts do): with SIGINT inherited as ignored, which exec keeps.
+    as_in_background = [sys.executable, "-c", _IGNORE_SIGINT_THEN_EXEC]
     server = subprocess.Popen(
-        [*manage, "dicomscp", "--ae-title", "FOREGROUND"], env=env,
+        [*as_in_background, *manage, "dicomscp", "--ae-title", "FOREGROUND"], env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
