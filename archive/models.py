@@ -44,8 +44,12 @@ def _in_group(user, name: str) -> bool:
     return name in cache
 
 
-class StudyQuerySet(models.QuerySet):
-    def visible_to(self, user) -> "StudyQuerySet":
+class VisibleQuerySet(models.QuerySet):
+    """Rows with a ``visibility`` and an ``owner`` (studies, museum objects)."""
+
+    def visible_to(self, user) -> "VisibleQuerySet":
+        """What ``user`` may read: everything for readers and curators, public rows
+        and their own for other signed-in users, public rows for anyone else."""
         if can_read_private(user):
             return self
         if user is not None and user.is_authenticated:
@@ -88,7 +92,7 @@ class Study(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
-    objects = StudyQuerySet.as_manager()
+    objects = VisibleQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "studies"

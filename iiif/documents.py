@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch
 
-from archive.models import Instance, Series, Study, Visibility, can_read_private
+from archive.models import Instance, Series, Study, can_read_private
 from iiif.errors import ImageNotFound
 from iiif.presentation import (
     CollectionInfo,
@@ -237,10 +237,7 @@ class CuratedCollections:
         collection = self._collections(user).filter(slug=slug).first()
         if collection is None:
             return None
-        objects = Object.objects.filter(collection=collection).order_by("inventory_number", "pk")
-        if not can_read_private(user):
-            mine = Q(owner=user) if user is not None and user.is_authenticated else Q(pk__in=[])
-            objects = objects.filter(Q(visibility=Visibility.PUBLIC) | mine)
+        objects = Object.objects.visible_to(user).filter(collection=collection).order_by("inventory_number", "pk")
         visible = Study.objects.visible_to(user).select_related("patient").order_by("study_date", "study_uid")
         members: Members = []
         for obj in objects.prefetch_related(Prefetch("studies", queryset=visible)):

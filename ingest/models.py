@@ -13,7 +13,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from archive.models import Study, Visibility
+from archive.models import Study, Visibility, VisibleQuerySet
 
 
 class Collection(models.Model):
@@ -53,6 +53,8 @@ class Object(models.Model):
     )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
+
+    objects = VisibleQuerySet.as_manager()
 
     class Meta:
         ordering = ["inventory_number"]
