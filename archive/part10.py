@@ -19,6 +19,7 @@ from array import array
 from dataclasses import dataclass
 from typing import BinaryIO
 
+import numpy as np
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
@@ -33,6 +34,8 @@ _SHORT_VRS = frozenset(b"AE AS AT CS DA DS DT FL FD IS LO LT PN SH SL SS ST TM U
 _BULK_VRS = frozenset(b"OB OD OF OL OV OW UN".split())
 _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_ITEM_LE = 0xE000FFFE  # the Item tag (FFFE,E000) read as one little-endian uint32
+_SEQ_END_LE = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
 _PIXEL_DATA = 0x7FE00010
 _EXTENDED_OFFSETS, _EXTENDED_LENGTHS = 0x7FE00001, 0x7FE00002
 
@@ -298,8 +301,9 @@ def _walk_pixel_data(w: _Walk, length: int, found: dict) -> None:
         found["pixel_offset"], found["pixel_length"] = w.pos, length
         w.skip(length)
         return
-    # Encapsulated: a pyramid level holds tens of thousands of fragments, so this loop
-    # reads each item header with one unpack and keeps its state in locals.
+    # Encapsulated: a pyramid level holds tens of thousands of fragments. A Basic Offset
+    # Table of one fragment per frame lets them all be checked at once; otherwise this
+    # loop reads each item header with one unpack and keeps its state in locals.
     item = struct.Struct("<HHI" if w.little else ">HHI").unpack_from
     buf, size, pos = w.buf, w.size, w.pos
     offsets, lengths = array("q"), array("q")
@@ -318,14 +322,52 @@ def _walk_pixel_data(w: _Walk, length: int, found: dict) -> None:
             raise InvalidInput(
                 f"file is truncated: an element ends at byte {pos + item_length} but the file has {size}"
             )
-        if table is None:
-            table = struct.unpack_from(f"{w.u32.format[0]}{item_length // 4}I", buf, pos)
-        else:
+        if table is not None:
             offsets.append(pos)
             lengths.append(item_length)
+            pos += item_length
+            continue
+        table = struct.unpack_from(f"{w.u32.format[0]}{item_length // 4}I", buf, pos)
         pos += item_length
+        if table and w.little and (by_table := _fragments_by_table(buf, size, pos, table)):
+            (offsets, lengths), pos = by_table
+            break
     w.pos = pos
     found["fragment_offsets"], found["fragment_lengths"], found["offset_table"] = offsets, lengths, table or ()
+
+
+def _fragments_by_table(buf, size: int, start: int, table: tuple[int, ...]):
+    """One fragment per frame, found through the Basic Offset Table, or None.
+
+    When the table points at one fragment per frame, each fragment's length is the gap
+    to the next entry, so every item header can be checked at once, without a walk
+    from item to item: the same items and the same checks, at a pyramid level's tens
+    of thousands of fragments. Returns ((offsets, lengths), the position after the
+    Sequence Delimitation Item); None sends the caller to the walk.
+    """
+    entries = np.asarray(table, dtype=np.int64)
+    if entries[0] != 0 or np.any(np.diff(entries) < 8):
+        return None
+    headers = start + entries
+    if headers[-1] + 8 > size:
+        return None
+    data = np.frombuffer(buf, dtype=np.uint8, count=size)
+    fields = data[headers[:, None] + np.arange(8)].view("<u4")  # (frames, 2): tag, length
+    lengths = np.empty(len(entries), dtype=np.int64)
+    lengths[:-1] = np.diff(entries) - 8
+    lengths[-1] = fields[-1, 1]
+    end = int(headers[-1]) + 8 + int(lengths[-1])
+    if (
+        end + 8 > size
+        or np.any(fields[:, 0] != _ITEM_LE)
+        or np.any(fields[:-1, 1] != lengths[:-1])
+        or bytes(buf[end : end + 8]) != _SEQ_END_LE
+    ):
+        return None
+    offsets, sizes = array("q"), array("q")
+    offsets.frombytes((headers + 8).tobytes())
+    sizes.frombytes(lengths.tobytes())
+    return (offsets, sizes), end + 8
 
 
 def _check_deflate(fp: BinaryIO, size: int) -> None:

@@ -1,7 +1,8 @@
 """Where each frame of a stored WSI level file lies, found once, read with ``pread``.
 
-A pyramid's level 0 easily holds 20,000 frames.  The walk is ``archive.part10``'s (over
-a memory map: it touches just the 8-byte item headers), as in
+A pyramid's level 0 easily holds 20,000 frames.  The scan is ``archive.part10``'s (over
+a memory map: it touches just the 8-byte item headers, all at once where the Basic
+Offset Table gives one fragment per frame), as in
 ``archive.frames.layout_of``; but where that keeps the whole layout as objects for
 WADO-RS, this keeps the offsets as two flat arrays (16 bytes a frame), which matters
 for a slide held in every worker.
