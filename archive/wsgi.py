@@ -17,6 +17,12 @@ from iiif.fastpath import ImageFastPath
 
 application = ImageFastPath(django_application)
 
+# Pillow imports its JPEG and PNG plugins on first use: ~10 ms that every worker paid
+# on its first decoded tile, in the middle of a burst. Once here, before the fork.
+from PIL import Image
+
+Image.preinit()
+
 # What is loaded by now (Django, the views, NumPy, Pillow, pydicom: ~130,000 objects)
 # lives as long as the process. Frozen, it is left out of the garbage collector's full
 # passes, each of which otherwise stopped a worker for 40-90 ms in the middle of a tile
