@@ -21,15 +21,30 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
-from .. import query
+from .. import frames, query
 from ..auth import request_user, require_curator
-from ..errors import ArchiveError, Forbidden, InvalidInput, NotAcceptable, NotFound, PayloadTooLarge, UnsupportedMediaType
+from ..dicom import transcode
+from ..errors import (
+    ArchiveError,
+    Forbidden,
+    InvalidInput,
+    NotAcceptable,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from ..models import Instance, Visibility, can_read_private
-from ..multipart import new_boundary, parse_accept, parse_media_type, read_parts, write_parts, file_chunks
-from ..part10 import add_part10_preamble
+from ..multipart import (
+    file_chunks,
+    new_boundary,
+    parse_accept,
+    parse_media_type,
+    read_parts,
+    write_parts,
+)
+from ..part10 import EXPLICIT_LE, add_part10_preamble
 from ..services import store_files
 from ..storage import get_storage
-from .. import frames
 from . import encoding
 from . import rendered as render
 
@@ -342,24 +357,35 @@ def _retrieve_url(base: str, level: str, row: dict, uid_paths: dict[str, str]) -
 
 @require_GET
 def retrieve(request, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None):
-    rows = instances_for(request, study_uid, series_uid, sop_uid)
     wanted_syntax = _negotiate_dicom(request)
-    if wanted_syntax not in (None, "*"):
-        for row in rows:
-            if row["transfer_syntax_uid"] != wanted_syntax:
-                raise NotAcceptable(
-                    f"instance {row['sop_uid']} is stored in transfer syntax "
-                    f"{row['transfer_syntax_uid']}; Vitrine serves stored bytes and does not "
-                    f"transcode to {wanted_syntax}"
-                )
+    convert = wanted_syntax not in (None, "*")
+    rows = instances_for(request, study_uid, series_uid, sop_uid, extra=("metadata",) if convert else ())
+    converted = {row["sop_uid"] for row in rows if convert and row["transfer_syntax_uid"] != wanted_syntax}
+    if converted and wanted_syntax != EXPLICIT_LE:
+        raise NotAcceptable(
+            f"{len(converted)} instance(s) are stored in another transfer syntax than {wanted_syntax}; "
+            f"Vitrine serves the stored bytes (transfer-syntax=*) or converts to {EXPLICIT_LE} "
+            "(Explicit VR Little Endian)"
+        )
+    for row in rows:
+        if row["sop_uid"] in converted:
+            try:
+                transcode.check_size(transcode.decoded_size_of(row["metadata"]), row["transfer_syntax_uid"])
+            except transcode.TranscodeError as exc:
+                raise NotAcceptable(f"instance {row['sop_uid']}: {exc}") from None
     storage = get_storage()
+
+    def part(row: dict) -> tuple[str, object]:
+        path = storage.path(row["path"])
+        if row["sop_uid"] not in converted:
+            return f"application/dicom; transfer-syntax={row['transfer_syntax_uid']}", file_chunks(path)
+        # Decoded one instance at a time, as the stream reaches it.
+        data = transcode.part10_bytes(transcode.decompressed(Path(path).read_bytes()))
+        return f"application/dicom; transfer-syntax={EXPLICIT_LE}", data
+
     boundary = new_boundary()
-    parts = (
-        (f"application/dicom; transfer-syntax={row['transfer_syntax_uid']}", file_chunks(storage.path(row["path"])))
-        for row in rows
-    )
     response = StreamingHttpResponse(
-        write_parts(boundary, parts),
+        write_parts(boundary, map(part, rows)),
         content_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
     )
     response["Access-Control-Allow-Origin"] = "*"

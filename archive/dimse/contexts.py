@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pydicom import uid
-from pynetdicom import AllStoragePresentationContexts, build_context
+from pynetdicom import AllStoragePresentationContexts, acse, build_context
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
@@ -23,7 +23,8 @@ from pynetdicom.sop_class import (
 )
 
 # PS3.5 Section 10 and Annex A: what C-STORE accepts. Native syntaxes first, so that a
-# peer proposing several gets an uncompressed one.
+# peer proposing several gets explicit VR; a compressed syntax the peer lists first is
+# taken as it is (``install``).
 NATIVE_TRANSFER_SYNTAXES = (
     uid.ExplicitVRLittleEndian,
     uid.ImplicitVRLittleEndian,
@@ -126,3 +127,35 @@ def storage_contexts_for(pairs: Iterable[tuple[str, str]], limit: int = 128) -> 
 def information_model(sop_class: str) -> str:
     """``PATIENT_ROOT`` or ``STUDY_ROOT`` for a query/retrieve SOP class UID."""
     return INFORMATION_MODELS[str(sop_class)]
+
+
+_pynetdicom_negotiate = acse.negotiate_as_acceptor
+
+
+def _negotiate_in_requestor_order(rq_contexts, ac_contexts, roles=None):
+    """pynetdicom's negotiation, except that a context whose requestor lists a compressed
+    syntax first (among those supported) gets that syntax.
+
+    pynetdicom takes the first syntax in the *acceptor's* list, which puts the native
+    ones first, explicit VR before implicit: every sender converts between those, and
+    explicit VR keeps the value representations. A compressed syntax listed first is
+    what the sender's data is in; taking an uncompressed one instead asks it to decode,
+    which many cannot (dcmtk's storescu then fails the C-STORE). The archive keeps what
+    it receives, so it takes the sender's compressed syntax; the same goes for a C-GET
+    requestor's storage contexts.
+    """
+    accepted, reply_roles = _pynetdicom_negotiate(rq_contexts, ac_contexts, roles)
+    requested = {cx.context_id: cx.transfer_syntax for cx in rq_contexts}
+    supported = {cx.abstract_syntax: set(cx.transfer_syntax) for cx in ac_contexts}
+    for context in accepted:
+        if context.result == 0x00:
+            wanted = requested[context.context_id]
+            first = next(ts for ts in wanted if ts in supported[context.abstract_syntax])
+            if first not in NATIVE_TRANSFER_SYNTAXES:
+                context.transfer_syntax = [first]
+    return accepted, reply_roles
+
+
+def install() -> None:
+    """Accept a compressed syntax that the requestor lists first (idempotent)."""
+    acse.negotiate_as_acceptor = _negotiate_in_requestor_order

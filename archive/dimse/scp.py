@@ -16,7 +16,7 @@ from django.conf import settings
 from pynetdicom import AE, _config
 from pynetdicom.transport import ThreadedAssociationServer
 
-from . import reactor, sending
+from . import contexts, reactor, sending
 from .contexts import supported_contexts
 from .handlers import HANDLERS
 
@@ -35,6 +35,7 @@ def build_ae(ae_title: str | None = None) -> AE:
     _config.LOG_HANDLER_LEVEL = "none"
     _config.LOG_REQUEST_IDENTIFIERS = False
     _config.LOG_RESPONSE_IDENTIFIERS = False
+    contexts.install()
     sending.install()
     reactor.install()
     ae = AE(ae_title=ae_title or settings.VITRINE_AE_TITLE)

@@ -5,9 +5,10 @@ hand it to ``Association.send_c_store``, which encodes it again. Vitrine yields 
 reference instead (``stored_reference``): a data set holding only the SOP Class and
 Instance UIDs plus the stored file's path, and ``install`` teaches ``send_c_store`` to
 send that file's data set bytes as they are, under a context with the stored transfer
-syntax. If the peer accepted no such context, a native (uncompressed) file is decoded
-and converted by pynetdicom; a compressed one fails its sub-operation, which the
-C-GET/C-MOVE response counts and lists in Failed SOP Instance UID List.
+syntax. If the peer accepted no such context but an uncompressed one, it gets a copy
+with native pixel data (``archive.dicom.transcode``: compressed pixel data decoded,
+pynetdicom converting between the native syntaxes). Otherwise the sub-operation fails,
+which the C-GET/C-MOVE response counts and lists in Failed SOP Instance UID List.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
 
-from pydicom import config, dcmread
+from pydicom import config
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 
+from ..dicom import transcode
 from . import reactor
 from .contexts import NATIVE_TRANSFER_SYNTAXES
 from .files import read_file_meta
@@ -61,8 +63,9 @@ def send_stored(
     Raises
     ------
     ValueError
-        The peer accepted no context for the file's SOP class in a transfer syntax that
-        the file is in or can be converted to.
+        The peer accepted no context for the file's SOP class in the stored transfer
+        syntax nor in an uncompressed one, or the pixel data cannot be decoded for it
+        (``transcode.TranscodeError``).
     ConnectionError, TimeoutError
         The association has ended, or the peer did not answer in time (pynetdicom counts
         the sub-operation as failed, and the following ones fail at once).
@@ -72,14 +75,11 @@ def send_stored(
     try:
         context = _context_for(assoc, stored.sop_class_uid, stored.transfer_syntax)
     except ValueError:
-        if stored.transfer_syntax not in NATIVE_TRANSFER_SYNTAXES:
-            raise ValueError(
-                f"the peer accepted no context for {stored.sop_class_uid} in the stored "
-                f"transfer syntax {stored.transfer_syntax}, and Vitrine does not transcode "
-                "compressed pixel data"
-            ) from None
+        # The peer takes none of the stored syntax: send a native copy, which pynetdicom
+        # encodes in whichever native syntax the peer accepted.
+        _native_context(assoc, stored.sop_class_uid, stored.transfer_syntax)
         log.info("converting %s from %s for the peer", stored.sop_instance_uid, stored.transfer_syntax)
-        dataset = dcmread(BytesIO(data))
+        dataset = transcode.decompressed(data)
         with _reactor_held(assoc):
             return _pynetdicom_send_c_store(assoc, dataset, msg_id, priority, originator_aet, originator_id)
 
@@ -123,6 +123,19 @@ def _context_for(assoc: Association, sop_class_uid: str, transfer_syntax: str):
     if key not in cache:
         cache[key] = assoc._get_valid_context(sop_class_uid, transfer_syntax, "scu", allow_conversion=False)
     return cache[key]
+
+
+def _native_context(assoc: Association, sop_class_uid: str, stored_syntax: str):
+    """The accepted context for sending a decoded copy, or ValueError saying why none is."""
+    for transfer_syntax in NATIVE_TRANSFER_SYNTAXES[:2]:  # explicit, then implicit VR little endian
+        try:
+            return _context_for(assoc, sop_class_uid, transfer_syntax)
+        except ValueError:
+            continue
+    raise ValueError(
+        f"the peer accepted no context for {sop_class_uid} in the stored transfer syntax "
+        f"{stored_syntax} nor in an uncompressed one"
+    )
 
 
 @contextmanager

@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    PYDICOM_IMPLEMENTATION_UID,
+    JPEGBaseline8Bit,
+    SecondaryCaptureImageStorage,
     generate_uid,
 )
 
@@ -105,6 +107,22 @@ def ct_slice(
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.file_meta.TransferSyntaxUID = transfer_syntax
     ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    return ds
+
+
+def jpeg_photo(pixels: np.ndarray, quality: int = 95, **attributes) -> Dataset:
+    """A Secondary Capture RGB image in JPEG baseline (Pillow's YCbCr encoding)."""
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
+    ds = instance(SecondaryCaptureImageStorage, transfer_syntax=JPEGBaseline8Bit, Modality="OT", **attributes)
+    ds.Rows, ds.Columns = pixels.shape[:2]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "YBR_FULL_422", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    ds["PixelData"].VR = "OB"
     return ds
 
 

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import email.parser
+import io
 
 import numpy as np
 import pytest
+from pydicom import dcmread
+from pydicom.uid import RLELossless
 
 from archive import multipart
 from archive.models import Instance, Study
 from tests.conftest import stored_files
-from tests.factories.datasets import ct_series, ct_slice, to_bytes
+from tests.factories.datasets import ct_series, ct_slice, jpeg_photo, to_bytes
 
 from .conftest import basic
 
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 DICOM_MULTIPART = 'multipart/related; type="application/dicom"; boundary=XbX'
+DICOM_ACCEPT = 'multipart/related; type="application/dicom"'
 
 
 def _stow_body(payloads: list[bytes]) -> bytes:
@@ -237,3 +241,43 @@ def test_rendered_and_thumbnail(client, public_series):
     assert client.get(f"{url}/rendered", {"viewport": "0,10"}).status_code == 400
     assert client.get(f"{url}/rendered", HTTP_ACCEPT="image/gif").status_code == 406
     assert client.get(f"/dicomweb/studies/{ds.StudyInstanceUID}/rendered").status_code == 400
+
+
+def _stow_compressed(client, curator_auth) -> list:
+    """An RLE CT slice and a JPEG baseline photograph in one study."""
+    ct = ct_slice(size=32)
+    ct.compress(RLELossless, generate_instance_uid=False)
+    y, x = np.mgrid[0:24, 0:32]
+    photo = jpeg_photo(
+        np.stack([x * 7, y * 9, (x + y) * 4], axis=-1).astype(np.uint8),
+        StudyInstanceUID=ct.StudyInstanceUID, PatientID=ct.PatientID, PatientName=ct.PatientName,
+    )
+    body = _stow_body([to_bytes(ds) for ds in (ct, photo)])
+    assert client.post("/dicomweb/studies", body, content_type=DICOM_MULTIPART, **curator_auth).status_code == 200
+    return [ct, photo]
+
+
+def test_wado_converts_compressed_instances_to_explicit_vr_little_endian_on_request(client, curator_auth):
+    stored = _stow_compressed(client, curator_auth)
+    url = f"/dicomweb/studies/{stored[0].StudyInstanceUID}"
+    as_stored = _parts(client.get(url, HTTP_ACCEPT=f"{DICOM_ACCEPT}; transfer-syntax=*", **curator_auth))
+    assert sorted(p for _, p in as_stored) == sorted(to_bytes(ds) for ds in stored)
+    response = client.get(url, HTTP_ACCEPT=f"{DICOM_ACCEPT}; transfer-syntax=1.2.840.10008.1.2.1", **curator_auth)
+    assert response.status_code == 200
+    copies = {ds.SOPInstanceUID: ds for ds in (dcmread(io.BytesIO(p)) for _, p in _parts(response))}
+    for ds in stored:
+        copy = copies[ds.SOPInstanceUID]
+        assert copy.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+        assert np.array_equal(copy.pixel_array, dcmread(io.BytesIO(to_bytes(ds))).pixel_array)
+
+
+def test_wado_refuses_conversions_it_cannot_make_with_the_reason(client, curator_auth, monkeypatch):
+    stored = _stow_compressed(client, curator_auth)
+    url = f"/dicomweb/studies/{stored[0].StudyInstanceUID}"
+    response = client.get(url, HTTP_ACCEPT=f"{DICOM_ACCEPT}; transfer-syntax=1.2.840.10008.1.2.4.90", **curator_auth)
+    assert response.status_code == 406
+    assert "Explicit VR Little Endian" in response.json()["detail"]
+    monkeypatch.setattr("archive.dicom.transcode.MAX_DECODED_BYTES", 100)
+    response = client.get(url, HTTP_ACCEPT=f"{DICOM_ACCEPT}; transfer-syntax=1.2.840.10008.1.2.1", **curator_auth)
+    assert response.status_code == 406
+    assert "over the 100-byte limit" in response.json()["detail"]

@@ -6,17 +6,22 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.uid import RLELossless
+from pynetdicom import build_context
 
 from archive.models import Instance, Modality
 from archive.storage import get_storage
-from tests.factories.datasets import ct_series, instance, uid, write_files
+from tests.factories.datasets import ct_series, ct_slice, instance, jpeg_photo, uid, write_files
 
-from .conftest import SCU, dataset_bytes, files_under
+from .conftest import SCU, associate, dataset_bytes, files_under
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -140,31 +145,75 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@contextmanager
+def _storescp(out: Path, *options: str) -> Iterator[str]:
+    """A dcmtk storescp writing to ``out``, registered as a C-MOVE destination; yields its AE title."""
+    port = _free_port()
+    Modality.objects.create(ae_title="STORESCP", host="127.0.0.1", port=port)
+    storescp = subprocess.Popen(
+        ["storescp", *options, "-aet", "STORESCP", "-od", str(out), str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for_port(port)
+        yield "STORESCP"
+    finally:
+        storescp.terminate()
+        storescp.wait(timeout=10)
+
+
 def test_movescu_to_storescp_is_byte_identical(scp, registered, tmp_path):
     files = _store_series(scp, tmp_path, count=2)
     first = dcmread(files[0], stop_before_pixels=True)
     out = tmp_path / "moved"
     out.mkdir()
-    port = _free_port()
-    Modality.objects.create(ae_title="STORESCP", host="127.0.0.1", port=port)
-    storescp = subprocess.Popen(
-        ["storescp", "+B", "-aet", "STORESCP", "-od", str(out), str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    try:
-        _wait_for_port(port)
+    with _storescp(out, "+B") as destination:
         result = _run(
-            "movescu", "-S", "-aem", "STORESCP", *_peer(scp),
+            "movescu", "-S", "-aem", destination, *_peer(scp),
             "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={first.StudyInstanceUID}",
         )
         assert result.returncode == 0, result.stderr
-    finally:
-        storescp.terminate()
-        storescp.wait(timeout=10)
     moved = {dcmread(p, stop_before_pixels=True).SOPInstanceUID: p.read_bytes() for p in files_under(out)}
     assert {k: dataset_bytes(v) for k, v in moved.items()} == {
         dcmread(p, stop_before_pixels=True).SOPInstanceUID: dataset_bytes(p.read_bytes()) for p in files
     }
+
+
+@pytest.mark.parametrize("tool", ["getscu", "movescu"])
+def test_compressed_instances_reach_a_peer_that_takes_only_uncompressed(scp, registered, tmp_path, tool):
+    """getscu and storescp accept uncompressed syntaxes unless told otherwise: they get
+    decoded copies, pixel for pixel what a decoder makes of the stored data."""
+    study_uid = uid()
+    ct = ct_slice(size=32, study_uid=study_uid)
+    ct.compress(RLELossless, generate_instance_uid=False)
+    y, x = np.mgrid[0:24, 0:32]
+    photo = jpeg_photo(
+        np.stack([x * 7, y * 9, (x + y) * 4], axis=-1).astype(np.uint8),
+        StudyInstanceUID=study_uid, PatientID=ct.PatientID, PatientName=ct.PatientName,
+    )
+    files = write_files([ct, photo], tmp_path / "in")
+    sender = associate(scp, [build_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID) for ds in (ct, photo)])
+    try:
+        assert [sender.send_c_store(path).Status for path in files] == [0, 0]
+    finally:
+        sender.release()
+    out = tmp_path / "out"
+    out.mkdir()
+    query = ("-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study_uid}")
+    if tool == "getscu":
+        result = _run("getscu", "-S", "+B", "-od", str(out), *_peer(scp), *query)
+    else:
+        with _storescp(out) as destination:
+            result = _run("movescu", "-S", "-aem", destination, *_peer(scp), *query)
+    assert result.returncode == 0, result.stdout + result.stderr
+    received = {ds.SOPInstanceUID: ds for ds in map(dcmread, files_under(out))}
+    assert received.keys() == {ct.SOPInstanceUID, photo.SOPInstanceUID}
+    for path in files:
+        stored = dcmread(path)
+        copy = received[stored.SOPInstanceUID]
+        assert not copy.file_meta.TransferSyntaxUID.is_compressed
+        assert np.array_equal(copy.pixel_array, stored.pixel_array)
+    assert received[photo.SOPInstanceUID].PhotometricInterpretation == "RGB"
 
 
 def test_movescu_to_unknown_destination_fails(scp, registered, tmp_path):

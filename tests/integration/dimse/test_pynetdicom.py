@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import socket
+from io import BytesIO
 
+import numpy as np
 import pytest
 from django.test import override_settings
-from pydicom.dataset import Dataset
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, build_context, build_role, evt
 from pynetdicom.sop_class import (
     CTImageStorage,
@@ -28,8 +32,8 @@ from .conftest import SCU, associate, dataset_bytes
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
 
-def _store(scp, datasets, **kwargs):
-    assoc = associate(scp, [CTImageStorage], **kwargs)
+def _store(scp, datasets, syntax: str | None = None, **kwargs):
+    assoc = associate(scp, [build_context(CTImageStorage, syntax) if syntax else CTImageStorage], **kwargs)
     try:
         return [assoc.send_c_store(ds).Status for ds in datasets]
     finally:
@@ -370,9 +374,39 @@ def test_compressed_instance_round_trips_without_transcoding(scp, registered):
     responses, received = _get(scp, query, syntaxes=["1.2.840.10008.1.2.5"])
     assert responses[-1][0].NumberOfCompletedSuboperations == 1
     assert received[ds.SOPInstanceUID] == dataset_bytes(_stored_bytes(ds.SOPInstanceUID))
-    # A peer that takes only uncompressed data gets a failed sub-operation, not a transcode.
+    # A peer that takes only uncompressed data gets a decoded copy under the same UID.
+    responses, received = _get(scp, query)
+    assert responses[-1][0].NumberOfCompletedSuboperations == 1
+    copy = dcmread(BytesIO(received[ds.SOPInstanceUID]), force=True)
+    copy.file_meta = FileMetaDataset()
+    copy.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian  # the accepted context's
+    assert copy.SOPInstanceUID == ds.SOPInstanceUID
+    assert np.array_equal(copy.pixel_array, ds.pixel_array)
+
+
+def test_a_copy_too_large_to_decode_fails_its_sub_operation(scp, registered, monkeypatch):
+    ds = ct_slice()
+    ds.compress("1.2.840.10008.1.2.5", encoding_plugin="pydicom")
+    _store(scp, [ds], syntax="1.2.840.10008.1.2.5")
+    monkeypatch.setattr("archive.dicom.transcode.MAX_DECODED_BYTES", 100)
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = ds.StudyInstanceUID
     responses, received = _get(scp, query)
     final, identifier = responses[-1]
     assert (final.Status, final.NumberOfFailedSuboperations) == (0xA702, 1)
     assert identifier.FailedSOPInstanceUIDList == ds.SOPInstanceUID
     assert received == {}
+
+
+@pytest.mark.parametrize(("proposed", "accepted"), [
+    (["1.2.840.10008.1.2.5", "1.2.840.10008.1.2.1"], "1.2.840.10008.1.2.5"),  # the sender's compressed data
+    (["1.2.840.10008.1.2.1", "1.2.840.10008.1.2.5"], "1.2.840.10008.1.2.1"),
+    (["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"], "1.2.840.10008.1.2.1"),  # explicit VR among native ones
+])
+def test_a_compressed_syntax_listed_first_is_taken(scp, proposed, accepted):
+    assoc = associate(scp, [build_context(CTImageStorage, proposed)])
+    try:
+        assert [cx.transfer_syntax for cx in assoc.accepted_contexts] == [[accepted]]
+    finally:
+        assoc.release()
