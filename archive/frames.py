@@ -13,6 +13,7 @@ from typing import Any
 
 import pydicom
 
+from .dicom import transcode
 from .errors import InvalidInput, NotAcceptable, NotFound
 from .multipart import parse_accept
 from .part10 import Fragment, Layout, frame_extents, read_extent, scan_part10
@@ -49,19 +50,34 @@ def parse_frame_list(text: str) -> list[int]:
     return numbers
 
 
-def check_accept(header: str, media_type: str, transfer_syntax: str) -> None:
-    """NotAcceptable unless the Accept header admits frames of ``media_type``."""
+STORED, NATIVE = "stored", "native"
+_NATIVE_LITTLE_ENDIAN = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")  # the same frame bytes
+
+
+def negotiate_frames(header: str, media_type: str, transfer_syntax: str) -> str:
+    """Which frames the Accept header admits: ``STORED`` (the stored bytes, of
+    ``media_type``) or ``NATIVE`` (compressed frames decoded, as
+    ``application/octet-stream`` in Explicit VR Little Endian, PS3.18 8.7.3.3).
+    NotAcceptable if neither."""
+    compressed = media_type != "application/octet-stream"
     for media in parse_accept(header):
         if media.type in ("*/*", "multipart/*"):
-            return
-        if media.type == "multipart/related":
-            wanted = media.params.get("type", "application/octet-stream").lower()
-            syntax = media.params.get("transfer-syntax", "*")
-            if (wanted in ("*/*", media_type) or wanted.endswith("/*") and media_type.startswith(wanted[:-1])) and syntax in ("*", transfer_syntax):
-                return
+            return STORED
+        if media.type != "multipart/related":
+            continue
+        wanted = media.params.get("type", "application/octet-stream").lower()
+        syntax = media.params.get("transfer-syntax")
+        if wanted in ("*/*", media_type) or wanted.endswith("/*") and media_type.startswith(wanted[:-1]):
+            if syntax in (None, "*", transfer_syntax) or (
+                not compressed and syntax in _NATIVE_LITTLE_ENDIAN and transfer_syntax in _NATIVE_LITTLE_ENDIAN
+            ):
+                return STORED
+        if compressed and wanted == "application/octet-stream" and syntax in (None, "*", "1.2.840.10008.1.2.1"):
+            return NATIVE
     raise NotAcceptable(
-        f"the frames are stored as {media_type} (transfer syntax {transfer_syntax}) and Vitrine "
-        f"does not transcode; the Accept header asks for {header!r}"
+        f"the frames are stored as {media_type} (transfer syntax {transfer_syntax}); Vitrine serves "
+        "them as stored or decoded as application/octet-stream (Explicit VR Little Endian); "
+        f"the Accept header asks for {header!r}"
     )
 
 
@@ -88,17 +104,32 @@ def frame_size(metadata: dict[str, Any]) -> int:
     return (bits + 7) // 8
 
 
-def read_frames(path: str, metadata: dict[str, Any], number_of_frames: int, numbers: list[int]) -> list[bytes]:
-    """The stored bytes of the given frames (numbered from 1)."""
+def _check_numbers(number_of_frames: int, numbers: list[int]) -> None:
     for n in numbers:
         if n > number_of_frames:
             raise NotFound(f"frame {n} does not exist: the instance has {number_of_frames}")
+
+
+def read_frames(path: str, metadata: dict[str, Any], number_of_frames: int, numbers: list[int]) -> list[bytes]:
+    """The stored bytes of the given frames (numbered from 1)."""
+    _check_numbers(number_of_frames, numbers)
     layout = layout_of(path)
     if layout.pixel_offset is None and not layout.encapsulated:
         return _frames_via_pydicom(path, metadata, number_of_frames, numbers)
     extents = _extents(path, number_of_frames, frame_size(metadata))
     with open(path, "rb") as fp:
         return [read_extent(fp, list(extents[n - 1])) for n in numbers]
+
+
+def decoded_frames(path: str, metadata: dict[str, Any], number_of_frames: int, numbers: list[int]) -> list[bytes]:
+    """The given frames of a compressed instance, decoded to native little-endian bytes
+    (YBR colour as RGB). NotAcceptable, with the reason, where they cannot be decoded."""
+    _check_numbers(number_of_frames, numbers)
+    try:
+        transcode.check_size(frame_size(metadata) * len(numbers), "the stored one")
+        return transcode.decoded_frames(path, numbers)
+    except transcode.TranscodeError as exc:
+        raise NotAcceptable(str(exc)) from None
 
 
 def _frames_via_pydicom(path: str, metadata, number_of_frames: int, numbers: list[int]) -> list[bytes]:

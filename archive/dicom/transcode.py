@@ -14,6 +14,7 @@ from io import BytesIO
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.pixels import pixel_array
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 # A decoded copy is built in memory; a whole-slide level would take gigabytes.
@@ -79,6 +80,19 @@ def decompressed(data: bytes, max_bytes: int | None = None) -> Dataset:
             raise TranscodeError(f"the pixel data in {syntax.name} cannot be decoded here: {exc}") from None
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     return ds
+
+
+def decoded_frames(path: str, numbers: list[int]) -> list[bytes]:
+    """Frames (numbered from 1) of a stored file, decoded to native little-endian bytes,
+    colour as RGB; each frame is decoded on its own."""
+    frames = []
+    for number in numbers:
+        try:
+            pixels = pixel_array(path, index=number - 1)
+        except Exception as exc:  # noqa: BLE001 - each decoder plugin raises its own types
+            raise TranscodeError(f"frame {number} cannot be decoded here: {exc}") from None
+        frames.append(pixels.astype(pixels.dtype.newbyteorder("<"), copy=False).tobytes())
+    return frames
 
 
 def part10_bytes(ds: Dataset) -> bytes:

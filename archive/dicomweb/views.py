@@ -424,11 +424,15 @@ def frames_view(request, study_uid: str, series_uid: str, sop_uid: str, frame_li
     (row,) = instances_for(request, study_uid, series_uid, sop_uid, extra=("metadata", "number_of_frames"))
     numbers = frames.parse_frame_list(frame_list)
     path = get_storage().path(row["path"])
-    media_type = frames.media_type_for(row["transfer_syntax_uid"])
-    frames.check_accept(request.META.get("HTTP_ACCEPT", ""), media_type, row["transfer_syntax_uid"])
-    data = frames.read_frames(path, row["metadata"], row["number_of_frames"] or 1, numbers)
+    syntax = row["transfer_syntax_uid"]
+    media_type = frames.media_type_for(syntax)
+    if frames.negotiate_frames(request.META.get("HTTP_ACCEPT", ""), media_type, syntax) == frames.NATIVE:
+        data = frames.decoded_frames(path, row["metadata"], row["number_of_frames"] or 1, numbers)
+        media_type, syntax = "application/octet-stream", EXPLICIT_LE
+    else:
+        data = frames.read_frames(path, row["metadata"], row["number_of_frames"] or 1, numbers)
     boundary = new_boundary()
-    part_type = f"{media_type}; transfer-syntax={row['transfer_syntax_uid']}"
+    part_type = f"{media_type}; transfer-syntax={syntax}"
     body = write_parts(boundary, ((part_type, frame) for frame in data))
     response = HttpResponse(
         b"".join(body), content_type=f'multipart/related; type="{media_type}"; boundary={boundary}'

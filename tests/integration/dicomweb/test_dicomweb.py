@@ -281,3 +281,26 @@ def test_wado_refuses_conversions_it_cannot_make_with_the_reason(client, curator
     response = client.get(url, HTTP_ACCEPT=f"{DICOM_ACCEPT}; transfer-syntax=1.2.840.10008.1.2.1", **curator_auth)
     assert response.status_code == 406
     assert "over the 100-byte limit" in response.json()["detail"]
+
+
+def test_compressed_frames_as_stored_or_decoded(client, curator_auth):
+    ct, photo = _stow_compressed(client, curator_auth)
+
+    def frames(ds, accept):
+        url = f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/frames/1"
+        return client.get(url, HTTP_ACCEPT=accept, **curator_auth)
+
+    decoded = {ds.SOPInstanceUID: dcmread(io.BytesIO(to_bytes(ds))).pixel_array for ds in (ct, photo)}
+    for ds in (ct, photo):
+        ((kind, frame),) = _parts(frames(ds, 'multipart/related; type="application/octet-stream"'))
+        assert kind == "application/octet-stream"
+        assert frame == decoded[ds.SOPInstanceUID].astype("<" + decoded[ds.SOPInstanceUID].dtype.str[1:]).tobytes()
+    ((kind, frame),) = _parts(frames(photo, 'multipart/related; type="image/jpeg"'))
+    assert kind == "image/jpeg" and frame.startswith(b"\xff\xd8")
+    ((kind, frame),) = _parts(frames(ct, "multipart/related; type=\"application/octet-stream\"; transfer-syntax=*"))
+    assert frame == decoded[ct.SOPInstanceUID].tobytes()
+    ((kind, _),) = _parts(frames(ct, "*/*"))
+    assert kind == "image/dicom-rle"
+    refused = frames(photo, 'multipart/related; type="image/jp2"')
+    assert refused.status_code == 406
+    assert "decoded as application/octet-stream" in refused.json()["detail"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import requests
 from dicomweb_client.api import DICOMwebClient
+from pydicom.uid import RLELossless
 
-from tests.factories.datasets import ct_series, to_bytes
+from tests.factories.datasets import ct_series, ct_slice, to_bytes
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
@@ -57,3 +58,23 @@ def test_anonymous_client_sees_nothing_private(client_for):
     anonymous = client_for(user=None)
     assert anonymous.search_for_studies() == []
     assert anonymous.search_for_instances(search_filters={"PatientID": "SECRET"}) == []
+
+
+def test_dicomweb_client_gets_compressed_data_as_stored_or_decoded(client_for):
+    client = client_for()
+    ct = ct_slice(size=32, patient_id="DWC-2")
+    pixels = ct.pixel_array.copy()
+    ct.compress(RLELossless, generate_instance_uid=False)
+    client.store_instances([ct])
+    uids = ct.StudyInstanceUID, ct.SeriesInstanceUID, ct.SOPInstanceUID
+    (frame,) = client.retrieve_instance_frames(*uids, frame_numbers=[1], media_types=("application/octet-stream",))
+    assert frame == pixels.astype("<i2").tobytes()
+    # Its default Accept for frames is */*: the stored RLE frame, which starts with its
+    # segment count (2 for 16-bit samples).
+    (stored,) = client.retrieve_instance_frames(*uids, frame_numbers=[1])
+    assert stored[:4] == b"\x02\x00\x00\x00"
+    as_is = client.retrieve_instance(*uids)
+    assert as_is.file_meta.TransferSyntaxUID == RLELossless
+    decoded = client.retrieve_instance(*uids, media_types=(("application/dicom", "1.2.840.10008.1.2.1"),))
+    assert decoded.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    assert (decoded.pixel_array == pixels).all()
