@@ -57,6 +57,8 @@ BLOCKS_PER_THREAD = 8
 MIN_FACES_PER_BLOCK = 40_000
 #: When less than this share of the live faces is left to remove, sweep as one block.
 SERIAL_TAIL = 0.02
+#: The tail aims at all of what is left: one serial pass instead of three or so.
+TAIL_GAIN = 1.0
 #: Fewer blocks while less than this share of the live faces lies within one block
 #: (blocks only a few rows of vertices thick would leave most vertices on a border).
 MIN_PURE_SHARE = 0.6
@@ -638,7 +640,8 @@ def _decimate(mesh: Mesh, target: int, n_threads: int, on_progress: Callable[[fl
         _update_errors(v, faces, alive, q, err, stale, locked, touched, pass_id - 1)
         remaining = n_alive - target
         sample = _sample_errors(err, alive, _SAMPLE, pass_id)
-        fraction = min(1.0, FRACTION_GAIN * remaining / n_alive + 0.05 * idle)
+        gain = TAIL_GAIN if remaining < SERIAL_TAIL * n_alive else FRACTION_GAIN
+        fraction = min(1.0, gain * remaining / n_alive + 0.05 * idle)
         threshold = float(np.quantile(sample, fraction)) if len(sample) else np.inf
         n_blocks = min(max_blocks, n_alive // MIN_FACES_PER_BLOCK)
         if n_blocks < 2 or remaining < SERIAL_TAIL * n_alive or idle:
