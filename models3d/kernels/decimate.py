@@ -101,7 +101,7 @@ def _face_quadrics(v, faces, bounds, q, turning):
                     turning[vid] += _mix(after) - _mix(before)
 
 
-@njit(**NJIT)
+@njit(**_NJIT_INLINE)
 def _mix(x):
     """A hash of a vertex id in [0, 2**31 - 1): distinct ids get distinct values, and
     sums of a few of them stay far inside int64 (no wrap-around, even in Python)."""
@@ -137,7 +137,7 @@ def _boundary_flags(faces, off, ref, locked):
             locked[vid] = _seen_once(corners, 2 * degree)
 
 
-@njit(**NJIT)
+@njit(**_NJIT_INLINE)
 def _plane_quadric(v, a, b, d):
     """The area-weighted quadric of the plane of face (a, b, d), as a 10-tuple
     [aa ab ac ad bb bc bd cc cd dd] (all zero for a degenerate face)."""
@@ -330,21 +330,24 @@ def _assign_blocks(bounds, block):
 
 
 @njit(**NJIT_PARALLEL)
-def _pure_faces(faces, alive, block, n_blocks, border, layout, n_chunks):
+def _pure_faces(faces, alive, block, n_blocks, border, layout, n_chunks, tag):
     """Live faces with all corners in one block, grouped by block in face order:
     (P,) int32 face ids and (n_blocks + 1,) int64 starts. Every corner of a live
-    impure face gets ``border = layout``."""
+    impure face gets ``border = layout``. tag (F,) int16 is scratch: each face's
+    block (-1 if dead or impure), so the second pass reads no corners."""
     n = faces.shape[0]
     size = max(1, (n + n_chunks - 1) // n_chunks)
     hist = _zeros(n_chunks, n_blocks)
     for c in prange(n_chunks):
         for f in range(c * size, min(n, (c + 1) * size)):
+            tag[f] = -1
             if not alive[f]:
                 continue
             a, b, d = faces[f, 0], faces[f, 1], faces[f, 2]
             k = block[a]
             if block[b] == k and block[d] == k:
                 hist[c, k] += 1
+                tag[f] = k
             else:  # every thread that writes here writes the same value
                 border[a] = layout
                 border[b] = layout
@@ -362,11 +365,10 @@ def _pure_faces(faces, alive, block, n_blocks, border, layout, n_chunks):
     for c in prange(n_chunks):
         cursor = pos[c].copy()
         for f in range(c * size, min(n, (c + 1) * size)):
-            if alive[f]:
-                k = block[faces[f, 0]]
-                if block[faces[f, 1]] == k and block[faces[f, 2]] == k:
-                    out[cursor[k]] = f
-                    cursor[k] += 1
+            k = tag[f]
+            if k >= 0:
+                out[cursor[k]] = f
+                cursor[k] += 1
     return out, starts
 
 
@@ -634,6 +636,7 @@ def _decimate(mesh: Mesh, target: int, n_threads: int, on_progress: Callable[[fl
     border = np.zeros(n_vertices, np.int32)  # == layout: has a face in another block
     touched = np.zeros(n_vertices, np.int32)  # == pass id: moved or removed this pass
     mark = np.zeros(n_vertices, np.int64)
+    tag = np.empty(n_faces, np.int16)  # scratch of _pure_faces, reused every pass
     n_alive, stamp, idle, pass_id, layout = n_faces, 1, 0, 0, 0
     while n_alive > target and idle < 3:
         pass_id += 1
@@ -651,7 +654,7 @@ def _decimate(mesh: Mesh, target: int, n_threads: int, on_progress: Callable[[fl
             _assign_blocks(bounds, block)
             layout += 1  # marks this layout's border vertices
             own, starts = _pure_faces(faces, alive, block, n_blocks, border, layout,
-                                      max(1, min(256, len(faces) // 16384)))
+                                      max(1, min(256, len(faces) // 16384)), tag[:len(faces)])
             if n_blocks == 1 or starts[-1] >= MIN_PURE_SHARE * n_alive:
                 break
             n_blocks //= 2
