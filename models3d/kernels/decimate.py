@@ -301,6 +301,59 @@ def _drop_dead(faces, err, stale, alive):
     return k
 
 
+@njit(**NJIT_PARALLEL)
+def _compact(v, centre, faces, alive, used, n_chunks):
+    """The live faces, in order, over the vertices they use, in order and renumbered:
+    (U, 3) float32 vertices ``v + centre`` and (K, 3) int32 faces. used (V,) uint8
+    zeros is scratch; ids and faces go in chunks counted first, then filled."""
+    nv, nf = v.shape[0], faces.shape[0]
+    v_size = (nv + n_chunks - 1) // n_chunks
+    f_size = (nf + n_chunks - 1) // n_chunks
+    n_kept = np.empty(n_chunks, np.int64)
+    for c in prange(n_chunks):
+        k = 0
+        for f in range(c * f_size, min(nf, (c + 1) * f_size)):
+            if alive[f]:  # every thread that writes here writes the same value
+                used[faces[f, 0]] = 1
+                used[faces[f, 1]] = 1
+                used[faces[f, 2]] = 1
+                k += 1
+        n_kept[c] = k
+    n_used = np.empty(n_chunks, np.int64)
+    for c in prange(n_chunks):
+        k = 0
+        for u in range(c * v_size, min(nv, (c + 1) * v_size)):
+            if used[u]:  # (not k += used[u]: a uint8 sum wraps in plain Python)
+                k += 1
+        n_used[c] = k
+    f_start = np.empty(n_chunks, np.int64)
+    v_start = np.empty(n_chunks, np.int64)
+    total_f, total_v = 0, 0
+    for c in range(n_chunks):
+        f_start[c], v_start[c] = total_f, total_v
+        total_f += n_kept[c]
+        total_v += n_used[c]
+    new_id = np.empty(nv, np.int32)
+    out_v = np.empty((total_v, 3), np.float32)
+    for c in prange(n_chunks):
+        k = v_start[c]
+        for u in range(c * v_size, min(nv, (c + 1) * v_size)):
+            if used[u]:
+                new_id[u] = k
+                for d in range(3):
+                    out_v[k, d] = np.float32(v[u, d] + centre[d])
+                k += 1
+    out_f = np.empty((total_f, 3), np.int32)
+    for c in prange(n_chunks):
+        k = f_start[c]
+        for f in range(c * f_size, min(nf, (c + 1) * f_size)):
+            if alive[f]:
+                for d in range(3):
+                    out_f[k, d] = new_id[faces[f, d]]
+                k += 1
+    return out_v, out_f
+
+
 @njit(**NJIT)
 def _sample_errors(err, alive, n_samples, seed):
     """Finite cached errors of up to ``n_samples`` live faces picked pseudo-randomly."""
@@ -672,12 +725,9 @@ def _decimate(mesh: Mesh, target: int, n_threads: int, on_progress: Callable[[fl
         idle = idle + 1 if n_alive == before else 0
         if idle:  # retry the edges refused so far: their neighbourhoods may have changed
             stale[:] = True
-        if n_alive < 0.6 * len(faces):  # drop dead faces so later passes scan less
+        if target < n_alive < 0.6 * len(faces):  # drop dead faces so later passes scan less
             n_live = _drop_dead(faces, err, stale, alive)
             faces, err, stale, alive = faces[:n_live], err[:n_live], stale[:n_live], alive[:n_live]
-    kept = faces[alive]
-    used = np.zeros(n_vertices, bool)
-    used[kept.ravel()] = True
-    new_id = np.cumsum(used) - 1
-    out_v = (v[used] + centre).astype(np.float32)
-    return Mesh(out_v, new_id[kept].astype(np.int32))
+    out_v, out_f = _compact(v, centre, faces, alive, np.zeros(n_vertices, np.uint8),
+                            max(1, min(256, n_vertices // 16384)))
+    return Mesh(out_v, out_f)
