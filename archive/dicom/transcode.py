@@ -29,24 +29,8 @@ def decoded_size(ds: Dataset) -> int:
     """The bytes the native pixel data of ``ds`` takes (0 with no pixel data)."""
     if "PixelData" not in ds:
         return 0
-    return _native_bytes(ds.Rows, ds.Columns, ds.get("SamplesPerPixel"), ds.get("NumberOfFrames"), ds.BitsAllocated)
-
-
-def decoded_size_of(metadata: dict) -> int:
-    """``decoded_size`` from an instance's DICOM JSON (0 with no image attributes)."""
-
-    def value(tag: str):
-        values = metadata.get(tag, {}).get("Value")
-        return values[0] if values else None
-
-    rows, columns, bits = value("00280010"), value("00280011"), value("00280100")
-    if not (rows and columns and bits):
-        return 0
-    return _native_bytes(rows, columns, value("00280002"), value("00280008"), bits)
-
-
-def _native_bytes(rows, columns, samples, frames, bits_allocated) -> int:
-    return int(rows) * int(columns) * int(samples or 1) * int(frames or 1) * -(-int(bits_allocated) // 8)
+    samples, frames = int(ds.get("SamplesPerPixel") or 1), int(ds.get("NumberOfFrames") or 1)
+    return (int(ds.Rows) * int(ds.Columns) * samples * frames * int(ds.BitsAllocated) + 7) // 8
 
 
 def check_size(size: int, syntax: str, max_bytes: int | None = None) -> None:

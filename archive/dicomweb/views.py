@@ -359,7 +359,7 @@ def _retrieve_url(base: str, level: str, row: dict, uid_paths: dict[str, str]) -
 def retrieve(request, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None):
     wanted_syntax = _negotiate_dicom(request)
     convert = wanted_syntax not in (None, "*")
-    rows = instances_for(request, study_uid, series_uid, sop_uid, extra=("metadata",) if convert else ())
+    rows = instances_for(request, study_uid, series_uid, sop_uid, extra=("metadata", "number_of_frames") if convert else ())
     converted = {row["sop_uid"] for row in rows if convert and row["transfer_syntax_uid"] != wanted_syntax}
     if converted and wanted_syntax != EXPLICIT_LE:
         raise NotAcceptable(
@@ -370,7 +370,8 @@ def retrieve(request, study_uid: str, series_uid: str | None = None, sop_uid: st
     for row in rows:
         if row["sop_uid"] in converted:
             try:
-                transcode.check_size(transcode.decoded_size_of(row["metadata"]), row["transfer_syntax_uid"])
+                size = frames.frame_size(row["metadata"]) * (row["number_of_frames"] or 1)
+                transcode.check_size(size, row["transfer_syntax_uid"])
             except transcode.TranscodeError as exc:
                 raise NotAcceptable(f"instance {row['sop_uid']}: {exc}") from None
     storage = get_storage()
