@@ -16,7 +16,15 @@ import pydicom
 from .dicom import transcode
 from .errors import InvalidInput, NotAcceptable, NotFound
 from .multipart import parse_accept
-from .part10 import Fragment, Layout, frame_extents, read_extent, scan_part10
+from .part10 import (
+    EXPLICIT_LE,
+    IMPLICIT_LE,
+    Fragment,
+    Layout,
+    frame_extents,
+    read_extent,
+    scan_part10,
+)
 
 # Stored transfer syntax → the media type of its frames (PS3.18 Table 8.7.3-5).
 FRAME_MEDIA_TYPES = {
@@ -51,7 +59,7 @@ def parse_frame_list(text: str) -> list[int]:
 
 
 STORED, NATIVE = "stored", "native"
-_NATIVE_LITTLE_ENDIAN = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")  # the same frame bytes
+_NATIVE_LITTLE_ENDIAN = (EXPLICIT_LE, IMPLICIT_LE)  # the same frame bytes
 
 
 def negotiate_frames(header: str, media_type: str, transfer_syntax: str) -> str:
@@ -67,12 +75,13 @@ def negotiate_frames(header: str, media_type: str, transfer_syntax: str) -> str:
             continue
         wanted = media.params.get("type", "application/octet-stream").lower()
         syntax = media.params.get("transfer-syntax")
-        if wanted in ("*/*", media_type) or wanted.endswith("/*") and media_type.startswith(wanted[:-1]):
-            if syntax in (None, "*", transfer_syntax) or (
-                not compressed and syntax in _NATIVE_LITTLE_ENDIAN and transfer_syntax in _NATIVE_LITTLE_ENDIAN
-            ):
-                return STORED
-        if compressed and wanted == "application/octet-stream" and syntax in (None, "*", "1.2.840.10008.1.2.1"):
+        stored_type = wanted in ("*/*", media_type) or wanted.endswith("/*") and media_type.startswith(wanted[:-1])
+        stored_syntax = syntax in (None, "*", transfer_syntax) or (
+            not compressed and syntax in _NATIVE_LITTLE_ENDIAN and transfer_syntax in _NATIVE_LITTLE_ENDIAN
+        )
+        if stored_type and stored_syntax:
+            return STORED
+        if compressed and wanted == "application/octet-stream" and syntax in (None, "*", EXPLICIT_LE):
             return NATIVE
     raise NotAcceptable(
         f"the frames are stored as {media_type} (transfer syntax {transfer_syntax}); Vitrine serves "
@@ -121,12 +130,15 @@ def read_frames(path: str, metadata: dict[str, Any], number_of_frames: int, numb
         return [read_extent(fp, list(extents[n - 1])) for n in numbers]
 
 
-def decoded_frames(path: str, metadata: dict[str, Any], number_of_frames: int, numbers: list[int]) -> list[bytes]:
-    """The given frames of a compressed instance, decoded to native little-endian bytes
-    (YBR colour as RGB). NotAcceptable, with the reason, where they cannot be decoded."""
+def decoded_frames(
+    path: str, metadata: dict[str, Any], number_of_frames: int, numbers: list[int], transfer_syntax: str
+) -> list[bytes]:
+    """The given frames of an instance stored compressed in ``transfer_syntax``, decoded
+    to native little-endian bytes (YBR colour as RGB). NotAcceptable, with the reason,
+    where they cannot be decoded."""
     _check_numbers(number_of_frames, numbers)
     try:
-        transcode.check_size(frame_size(metadata) * len(numbers), "the stored one")
+        transcode.check_size(frame_size(metadata) * len(numbers), transfer_syntax)
         return transcode.decoded_frames(path, numbers)
     except transcode.TranscodeError as exc:
         raise NotAcceptable(str(exc)) from None

@@ -428,7 +428,7 @@ def frames_view(request, study_uid: str, series_uid: str, sop_uid: str, frame_li
     syntax = row["transfer_syntax_uid"]
     media_type = frames.media_type_for(syntax)
     if frames.negotiate_frames(request.META.get("HTTP_ACCEPT", ""), media_type, syntax) == frames.NATIVE:
-        data = frames.decoded_frames(path, row["metadata"], row["number_of_frames"] or 1, numbers)
+        data = frames.decoded_frames(path, row["metadata"], row["number_of_frames"] or 1, numbers, syntax)
         media_type, syntax = "application/octet-stream", EXPLICIT_LE
     else:
         data = frames.read_frames(path, row["metadata"], row["number_of_frames"] or 1, numbers)

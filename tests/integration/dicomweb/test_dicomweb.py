@@ -304,3 +304,13 @@ def test_compressed_frames_as_stored_or_decoded(client, curator_auth):
     refused = frames(photo, 'multipart/related; type="image/jp2"')
     assert refused.status_code == 406
     assert "decoded as application/octet-stream" in refused.json()["detail"]
+
+
+def test_frames_too_large_to_decode_are_refused_with_the_reason(client, curator_auth, monkeypatch):
+    ct, _ = _stow_compressed(client, curator_auth)
+    monkeypatch.setattr("archive.dicom.transcode.MAX_DECODED_BYTES", 100)
+    url = f"/dicomweb/studies/{ct.StudyInstanceUID}/series/{ct.SeriesInstanceUID}/instances/{ct.SOPInstanceUID}/frames/1"
+    response = client.get(url, HTTP_ACCEPT='multipart/related; type="application/octet-stream"', **curator_auth)
+    assert response.status_code == 406
+    assert "over the 100-byte limit" in response.json()["detail"]
+    assert "1.2.840.10008.1.2.5" in response.json()["detail"]  # the stored syntax to ask for instead
