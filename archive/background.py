@@ -2,7 +2,7 @@
 meanwhile: storing an instance syncs the disk while the file is parsed and its rows are
 written. Pure: imports no Django.
 
-One pool per process, made on first use: a forked worker (gunicorn, Celery) must not
+One pool per process, made on first use: a forked worker (HTTP, Celery) must not
 inherit a pool whose threads did not survive the fork.
 """
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from archive import httpserver
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VITRINE_VAR", BASE_DIR / "var")).resolve()
 
@@ -103,7 +105,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
     }
     # A file, not memory, for the test database, so that live-server tests use real
-    # per-thread connections as gunicorn does; one per process, so that test runs
+    # per-thread connections as the HTTP server does; one per process, so that test runs
     # side by side do not share it.
     DATABASES["default"]["TEST"] = {
         "NAME": os.path.join(tempfile.gettempdir(), f"vitrine-test-{os.getpid()}.sqlite3")
@@ -158,11 +160,9 @@ VITRINE_DIMSE_CHECK_HOST = _env_bool("VITRINE_DIMSE_CHECK_HOST", False)
 # --- HTTP ------------------------------------------------------------------------------
 VITRINE_HTTP_HOST = os.environ.get("VITRINE_HTTP_HOST", "127.0.0.1")
 VITRINE_HTTP_PORT = int(os.environ.get("VITRINE_HTTP_PORT", "8000"))
-# Two processes per core (at most 8: each keeps its own IIIF caches) with two threads
-# each: tiles are short CPU-bound requests, and processes sidestep the GIL
-# (docs/serving.md).
-VITRINE_HTTP_WORKERS = int(os.environ.get("VITRINE_HTTP_WORKERS", str(max(2, min(2 * (os.cpu_count() or 1), 8)))))
-VITRINE_HTTP_THREADS = int(os.environ.get("VITRINE_HTTP_THREADS", "2"))
+# granian: processes, and Python threads in each (archive/httpserver.py, docs/serving.md).
+VITRINE_HTTP_WORKERS = int(os.environ.get("VITRINE_HTTP_WORKERS", str(httpserver.default_workers())))
+VITRINE_HTTP_THREADS = int(os.environ.get("VITRINE_HTTP_THREADS", str(httpserver.DEFAULT_THREADS)))
 VITRINE_PUBLIC_URL = os.environ.get("VITRINE_PUBLIC_URL", "")
 # How many seconds a successful HTTP Basic check is remembered, so that DICOMweb clients
 # sending Basic on every request do not pay a password hash each time.

@@ -22,6 +22,8 @@ from common import (
     print_table, start_orthanc, vitrine_env, wait_for_port,
 )
 
+from archive.httpserver import DEFAULT_THREADS, default_workers, http_command
+
 
 class Client:
     """A keep-alive HTTP client that reads bodies in large chunks and discards them."""
@@ -45,11 +47,10 @@ class Client:
 
 def start_vitrine_http(var_dir: Path) -> Server:
     port = free_port()
-    log_path = var_dir / "gunicorn.log"
+    log_path = var_dir / "http.log"
+    command = http_command(Path(PYTHON).parent, "127.0.0.1", port, default_workers(), DEFAULT_THREADS, access_log=False)
     process = subprocess.Popen(
-        [str(Path(PYTHON).parent / "gunicorn"), "archive.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", "2", "--threads", "4", "--worker-class", "gthread", "--timeout", "600"],
-        env=vitrine_env(var_dir), cwd=ROOT, stdout=log_path.open("w"), stderr=subprocess.STDOUT,
+        command, env=vitrine_env(var_dir), cwd=ROOT, stdout=log_path.open("w"), stderr=subprocess.STDOUT,
     )
     wait_for_port(port, process=process)
     return Server("Vitrine", "VITRINE", 0, port, var_dir, process, log_path)
@@ -156,7 +157,7 @@ def main() -> None:
 
 
 def _tree_rss_mib(pid: int) -> float:
-    """Peak RSS of gunicorn's master and workers, the largest one (each is a process)."""
+    """Peak RSS of the HTTP server's main process and workers, the largest one (each is a process)."""
     from common import peak_rss_mib
 
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()

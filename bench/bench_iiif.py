@@ -1,4 +1,4 @@
-"""IIIF Image API tiles: Vitrine (gunicorn) against iipsrv (lighttpd + FastCGI), one run.
+"""IIIF Image API tiles: Vitrine (granian) against iipsrv (lighttpd + FastCGI), one run.
 
 The slide is a 40000 x 30000 synthetic pattern saved by libvips as a tiled pyramidal
 JPEG TIFF (256 px tiles, Q 85). iipsrv serves that TIFF; Vitrine serves the same
@@ -38,6 +38,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PYTHON, ROOT, free_port, percentile, print_table, vitrine_env, wait_for_port
+
+from archive.httpserver import DEFAULT_THREADS, default_workers, http_command
 
 BENCH = Path(os.environ.get("VITRINE_IIIF_BENCH_ROOT", "/tmp/vitrine-iiif-bench"))
 IIPSRV = Path("/usr/lib/iipimage-server/iipsrv.fcgi")
@@ -165,18 +167,13 @@ class Running:
                 self.process.wait()
 
 
-def start_vitrine(
-    var_dir: Path, series_uid: str, workers: int, threads: int, worker_class: str = "gthread",
-    reuse_port: bool = True, **env: str,
-) -> Running:
-    """gunicorn with the options of ``manage.py serve`` (docs/serving.md), less its access log."""
+def start_vitrine(var_dir: Path, series_uid: str, workers: int, threads: int, **env: str) -> Running:
+    """The HTTP server of ``manage.py serve`` (archive/httpserver.py), less its access log."""
     port = free_port()
-    log = (var_dir / "gunicorn.log").open("a")
+    log = (var_dir / "http.log").open("a")
+    command = http_command(Path(PYTHON).parent, "127.0.0.1", port, workers, threads, access_log=False)
     process = subprocess.Popen(
-        [str(Path(PYTHON).parent / "gunicorn"), "archive.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers), "--threads", str(threads), "--worker-class", worker_class,
-         "--keep-alive", "30", "--backlog", "256", "--preload", *(["--reuse-port"] if reuse_port else [])],
-        env=vitrine_env(var_dir, **env), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        command, env=vitrine_env(var_dir, **env), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
     )
     wait_for_port(port, process=process)
     running = Running("Vitrine", port, process, f"/iiif/3/{series_uid}")
@@ -367,9 +364,8 @@ def main() -> None:
     global WIDTH, HEIGHT
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
-    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 2))
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-reuse-port", action="store_true", help="one listening socket shared by the workers")
+    parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS)
     parser.add_argument("--iipsrv-processes", type=int, default=2)
     parser.add_argument("--size", default=f"{WIDTH}x{HEIGHT}", help="slide size WxH (a smaller one for a trial run)")
     args = parser.parse_args()
@@ -405,8 +401,7 @@ def _run(args) -> None:
 
     def start(name: str) -> Running:
         if name.startswith("Vitrine"):
-            return start_vitrine(var_dir, ingested["series_uid"], args.workers, args.threads,
-                                 reuse_port=not args.no_reuse_port, **VITRINE_CONFIGS[name])
+            return start_vitrine(var_dir, ingested["series_uid"], args.workers, args.threads, **VITRINE_CONFIGS[name])
         return start_iipsrv(iip_folder, tiff, args.iipsrv_processes)
 
     rows = []
@@ -470,8 +465,7 @@ def _run(args) -> None:
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
     (out / "iiif.txt").write_text(
-        f"Vitrine: gunicorn gthread, {args.workers} workers x {args.threads} threads"
-        f"{'' if args.no_reuse_port else ', --reuse-port'}; "
+        f"Vitrine: granian WSGI, {args.workers} workers x {args.threads} threads; "
         f"iipsrv: lighttpd FastCGI, {args.iipsrv_processes} processes; CPUs: {os.cpu_count()}\n\n"
         + "\n\n".join(tables) + "\n"
     )

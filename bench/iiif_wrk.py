@@ -73,7 +73,7 @@ def main() -> None:
         for round_ in range(args.rounds):
             for name in ("iipsrv", "Vitrine"):
                 if name == "Vitrine":
-                    server = B.start_vitrine(var_dir, ingested["series_uid"], 4, 2)
+                    server = B.start_vitrine(var_dir, ingested["series_uid"], B.default_workers(), B.DEFAULT_THREADS)
                 else:
                     (folder / "iipsrv").mkdir(exist_ok=True)
                     server = B.start_iipsrv(folder / "iipsrv", B.BENCH / "slide" / "slide.tif", 2)

@@ -169,7 +169,8 @@ def append_to_upload(
                     os.ftruncate(fd, held)
                     raise InvalidInput(f"the body runs past Upload-Length {upload.length}")
         except OSError:
-            # The client went away mid-body (gunicorn raises NoMoreData, an IOError).
+            # The client went away mid-body: some servers raise (an OSError), others,
+            # granian among them, end the body early, which the length check below sees.
             interrupted = True
         if content_length is not None and written < content_length:
             interrupted = True  # the WSGI server saw the connection close early

@@ -13,9 +13,11 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from archive.httpserver import http_command
+
 
 class Command(BaseCommand):
-    help = "Start the HTTP server (gunicorn), the DICOM SCP and a Celery worker."
+    help = "Start the HTTP server (granian), the DICOM SCP and a Celery worker."
 
     def add_arguments(self, parser):
         parser.add_argument("--no-worker", action="store_true", help="do not start a Celery worker")
@@ -24,18 +26,10 @@ class Command(BaseCommand):
         bin_dir = Path(sys.executable).parent
         http = f"{settings.VITRINE_HTTP_HOST}:{settings.VITRINE_HTTP_PORT}"
         commands = {
-            "http": [
-                str(bin_dir / "gunicorn"), "archive.wsgi:application", "--bind", http,
-                "--workers", str(settings.VITRINE_HTTP_WORKERS), "--threads", str(settings.VITRINE_HTTP_THREADS),
-                "--worker-class", "gthread", "--timeout", "300", "--access-logfile", "-",
-                # Load the app before forking, so that no first request waits for a worker
-                # to boot; keep connections open for tile-hungry viewers.
-                "--preload", "--keep-alive", "30",
-                # A listening socket per worker: the kernel spreads new connections over
-                # the workers, where a shared socket hands a viewer's burst of connections
-                # to whichever worker wakes first, often all to one (docs/serving.md).
-                "--reuse-port",
-            ],
+            "http": http_command(
+                bin_dir, settings.VITRINE_HTTP_HOST, settings.VITRINE_HTTP_PORT,
+                settings.VITRINE_HTTP_WORKERS, settings.VITRINE_HTTP_THREADS,
+            ),
             "dicom": [sys.executable, "manage.py", "dicomscp"],
         }
         if not options["no_worker"]:
