@@ -134,6 +134,8 @@ def test_public_tile_is_served_and_private_one_asks_who_is_asking(served):
     assert status == 200 and body[:2] == b"\xff\xd8"
     status, _, body = served.request("GET", f"/iiif/3/{public}/full/0,0/0/default.jpg")
     assert status == 400 and b"size" in body  # the reason, from Django behind the fast path
+    # Bytes that are not UTF-8 in the path reach Django as WSGI's latin-1 text: a 4xx.
+    assert 400 <= served.request("GET", "/iiif/3/%ff%E2%82/info.json")[0] < 500
 
 
 def test_large_instance_streams_whole(served):
