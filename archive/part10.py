@@ -73,6 +73,10 @@ class Layout:
     offset_table: tuple[int, ...] = ()
     extended_offsets: tuple[int, ...] = ()
     extended_lengths: tuple[int, ...] = ()
+    # False where the fragments were taken from the Basic Offset Table without reading
+    # their item headers (``scan_part10(check_fragments=False)``): whoever reads a
+    # fragment checks its header then (iiif.frameindex).
+    fragments_checked: bool = True
 
     @property
     def encapsulated(self) -> bool:
@@ -107,9 +111,11 @@ class _Walk:
     values longer than ``keep`` bytes whose VR is bulk data, and Pixel Data, are left out.
     """
 
-    def __init__(self, buf, size: int, little: bool, explicit: bool, keep: int | None) -> None:
+    def __init__(self, buf, size: int, little: bool, explicit: bool, keep: int | None,
+                 check_fragments: bool = True) -> None:
         self.buf, self.size, self.pos = buf, size, 0
         self.little, self.explicit, self.keep = little, explicit, keep
+        self.check_fragments = check_fragments
         self.tag_format = struct.Struct("<HH" if little else ">HH")
         self.u16 = struct.Struct("<H" if little else ">H")
         self.u32 = struct.Struct("<I" if little else ">I")
@@ -151,15 +157,20 @@ class _Walk:
         self.pos = end
 
 
-def scan_part10(fp: BinaryIO, size: int) -> Layout:
+def scan_part10(fp: BinaryIO, size: int, *, check_fragments: bool = True) -> Layout:
     """Walk every element of a Part 10 file, raising InvalidInput if any is cut short.
 
     Parameters
     ----------
     fp : a binary file positioned anywhere; it is read from the start.
     size : the file's size in bytes.
+    check_fragments : with False, fragments that the Basic Offset Table lays out one per
+        frame are taken from the table, and only the last one's item header is read
+        (``Layout.fragments_checked`` is then False). A pyramid level's headers lie one
+        per tile across the whole file: reading them all is most of opening a slide,
+        and a page-fault per tile where the file has left the page cache.
     """
-    return _read(fp, size, keep=None).layout
+    return _read(fp, size, keep=None, check_fragments=check_fragments).layout
 
 
 def read_part10(fp: BinaryIO, size: int, keep: int) -> Part10:
@@ -170,7 +181,7 @@ def read_part10(fp: BinaryIO, size: int, keep: int) -> Part10:
     return _read(fp, size, keep=keep)
 
 
-def _read(fp: BinaryIO, size: int, keep: int | None) -> Part10:
+def _read(fp: BinaryIO, size: int, keep: int | None, check_fragments: bool = True) -> Part10:
     try:
         fileno = fp.fileno()
     except (AttributeError, OSError, io.UnsupportedOperation):
@@ -178,12 +189,12 @@ def _read(fp: BinaryIO, size: int, keep: int | None) -> Part10:
     if fileno is not None and size > 0:
         # Mapped, not read: the walk touches the headers and skips the values.
         with mmap.mmap(fileno, size, access=mmap.ACCESS_READ) as buf:
-            return _walk_file(buf, size, fp, keep)
+            return _walk_file(buf, size, fp, keep, check_fragments)
     fp.seek(0)
-    return _walk_file(fp.read(size), size, fp, keep)
+    return _walk_file(fp.read(size), size, fp, keep, check_fragments)
 
 
-def _walk_file(buf, size: int, fp: BinaryIO, keep: int | None) -> Part10:
+def _walk_file(buf, size: int, fp: BinaryIO, keep: int | None, check_fragments: bool) -> Part10:
     if size < _PREAMBLE + 4 or buf[_PREAMBLE : _PREAMBLE + 4] != b"DICM":
         raise InvalidInput("not a DICOM Part 10 file: no 'DICM' prefix after the 128-byte preamble")
     walk = _Walk(buf, size, little=True, explicit=True, keep=None)
@@ -208,7 +219,8 @@ def _walk_file(buf, size: int, fp: BinaryIO, keep: int | None) -> Part10:
         fp.seek(dataset_offset)
         _check_deflate(fp, size)
         return Part10(Layout(syntax, dataset_offset, size), meta, None)
-    walk = _Walk(buf, size, little=syntax != EXPLICIT_BE, explicit=syntax != IMPLICIT_LE, keep=keep)
+    walk = _Walk(buf, size, little=syntax != EXPLICIT_BE, explicit=syntax != IMPLICIT_LE, keep=keep,
+                 check_fragments=check_fragments)
     walk.pos = dataset_offset
     found: dict[str, object] = {}
     elements = _walk_dataset(walk, walk.explicit, end=size, top=True, found=found)
@@ -329,21 +341,23 @@ def _walk_pixel_data(w: _Walk, length: int, found: dict) -> None:
             continue
         table = struct.unpack_from(f"{w.u32.format[0]}{item_length // 4}I", buf, pos)
         pos += item_length
-        if table and w.little and (by_table := _fragments_by_table(buf, size, pos, table)):
+        if table and w.little and (by_table := _fragments_by_table(buf, size, pos, table, w.check_fragments)):
             (offsets, lengths), pos = by_table
+            found["fragments_checked"] = w.check_fragments
             break
     w.pos = pos
     found["fragment_offsets"], found["fragment_lengths"], found["offset_table"] = offsets, lengths, table or ()
 
 
-def _fragments_by_table(buf, size: int, start: int, table: tuple[int, ...]):
+def _fragments_by_table(buf, size: int, start: int, table: tuple[int, ...], check: bool = True):
     """One fragment per frame, found through the Basic Offset Table, or None.
 
     When the table points at one fragment per frame, each fragment's length is the gap
     to the next entry, so every item header can be checked at once, without a walk
     from item to item: the same items and the same checks, at a pyramid level's tens
-    of thousands of fragments. Returns ((offsets, lengths), the position after the
-    Sequence Delimitation Item); None sends the caller to the walk.
+    of thousands of fragments. With ``check`` False only the last item's header and the
+    Sequence Delimitation Item after it are read. Returns ((offsets, lengths), the
+    position after the Sequence Delimitation Item); None sends the caller to the walk.
     """
     entries = np.asarray(table, dtype=np.int64)
     if entries[0] != 0 or np.any(np.diff(entries) < 8):
@@ -351,19 +365,17 @@ def _fragments_by_table(buf, size: int, start: int, table: tuple[int, ...]):
     headers = start + entries
     if headers[-1] + 8 > size:
         return None
-    data = np.frombuffer(buf, dtype=np.uint8, count=size)
-    fields = data[headers[:, None] + np.arange(8)].view("<u4")  # (frames, 2): tag, length
     lengths = np.empty(len(entries), dtype=np.int64)
     lengths[:-1] = np.diff(entries) - 8
-    lengths[-1] = fields[-1, 1]
+    last_tag, lengths[-1] = struct.unpack_from("<II", buf, int(headers[-1]))
     end = int(headers[-1]) + 8 + int(lengths[-1])
-    if (
-        end + 8 > size
-        or np.any(fields[:, 0] != _ITEM_LE)
-        or np.any(fields[:-1, 1] != lengths[:-1])
-        or bytes(buf[end : end + 8]) != _SEQ_END_LE
-    ):
+    if last_tag != _ITEM_LE or end + 8 > size or bytes(buf[end : end + 8]) != _SEQ_END_LE:
         return None
+    if check:
+        data = np.frombuffer(buf, dtype=np.uint8, count=size)
+        fields = data[headers[:-1, None] + np.arange(8)].view("<u4")  # (frames - 1, 2): tag, length
+        if np.any(fields[:, 0] != _ITEM_LE) or np.any(fields[:, 1] != lengths[:-1]):
+            return None
     offsets, sizes = array("q"), array("q")
     offsets.frombytes((headers + 8).tobytes())
     sizes.frombytes(lengths.tobytes())

@@ -2,7 +2,9 @@
 
 A Basic Offset Table of one fragment per frame lets the scan check every item header
 at once; anything else goes through the item-by-item walk. Both must find the same
-fragments and refuse the same damaged files.
+fragments and refuse the same damaged files. The IIIF frame index
+(``iiif.frameindex``) goes further: it takes such fragments from the table unread and
+checks each item header when its frame is read.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pydicom.uid import JPEGBaseline8Bit, generate_uid
 
 from archive.errors import InvalidInput
 from archive.part10 import frame_extents, scan_part10
+from iiif.frameindex import FrameIndex
 
 FRAMES = [b"\xff\xd8" + bytes([i]) * (10 + 7 * i) + b"\xff\xd9" for i in range(6)]
 
@@ -37,11 +40,11 @@ def _file(pixel_data: bytes, frames: int) -> bytes:
     return out.getvalue()
 
 
-def _scan(data: bytes, tmp_path, name: str = "f.dcm"):
+def _scan(data: bytes, tmp_path, name: str = "f.dcm", check_fragments: bool = True):
     path = tmp_path / name
     path.write_bytes(data)
     with open(path, "rb") as fp:
-        return scan_part10(fp, len(data))
+        return scan_part10(fp, len(data), check_fragments=check_fragments)
 
 
 def _read_frames(layout, data: bytes, frames: int) -> list[bytes]:
@@ -111,3 +114,66 @@ def test_a_truncated_file_is_refused(tmp_path, cut):
     with pytest.raises(InvalidInput, match="truncated"):
         _scan(data[:-cut], tmp_path)
 
+
+
+# --- fragments taken from the table unread, checked when read --------------------------
+
+
+def _items(frames: list[list[bytes]]) -> bytes:
+    """Encapsulated Pixel Data with a Basic Offset Table; each frame's fragments in order."""
+    body, table = b"", []
+    for fragments in frames:
+        table.append(len(body))
+        for fragment in map(_padded, fragments):
+            body += struct.pack("<HHI", 0xFFFE, 0xE000, len(fragment)) + fragment
+    offsets = struct.pack(f"<HHI{len(table)}I", 0xFFFE, 0xE000, 4 * len(table), *table)
+    return offsets + body + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+
+
+def _index(data: bytes, tmp_path, frames: int) -> FrameIndex:
+    path = tmp_path / "level.dcm"
+    path.write_bytes(data)
+    return FrameIndex(str(path), {}, frames)
+
+
+def test_fragments_from_the_table_are_those_the_checked_scan_finds(tmp_path):
+    data = _file(encapsulate(FRAMES, has_bot=True), len(FRAMES))
+    checked = _scan(data, tmp_path)
+    unread = _scan(data, tmp_path, check_fragments=False)
+    assert checked.fragments_checked and not unread.fragments_checked
+    assert list(unread.fragment_offsets) == list(checked.fragment_offsets)
+    assert list(unread.fragment_lengths) == list(checked.fragment_lengths)
+    assert _read_frames(unread, data, len(FRAMES)) == [_padded(f) for f in FRAMES]
+
+
+def test_frame_index_reads_each_frame_through_the_table(tmp_path):
+    index = _index(_file(encapsulate(FRAMES, has_bot=True), len(FRAMES)), tmp_path, len(FRAMES))
+    assert [index.read(n) for n in reversed(range(len(FRAMES)))] == [_padded(f) for f in reversed(FRAMES)]
+
+
+def test_a_frame_of_two_fragments_behind_the_table_is_found_when_read(tmp_path):
+    """The table's gaps look like one fragment per frame; frame 1's header says otherwise."""
+    layout = [[FRAMES[0]], [FRAMES[1], FRAMES[2]], [FRAMES[3]]]
+    data = _file(_items(layout), len(layout))
+    assert not _scan(data, tmp_path, check_fragments=False).fragments_checked
+    index = _index(data, tmp_path, len(layout))
+    assert index.read(0) == _padded(FRAMES[0])
+    assert index.read(1) == _padded(FRAMES[1]) + _padded(FRAMES[2])
+    assert index.read(2) == _padded(FRAMES[3])
+
+
+def test_a_damaged_item_header_is_refused_when_its_frame_is_read(tmp_path):
+    data = _file(encapsulate(FRAMES, has_bot=True), len(FRAMES))
+    broken = _with_table_and_fragment(data, lambda h: b"\xfe\xff\x00\xe1" + h[4:])
+    index = _index(broken, tmp_path, len(FRAMES))  # opening reads the table, not the items
+    assert index.read(0) == _padded(FRAMES[0])
+    with pytest.raises(InvalidInput, match="malformed item"):
+        index.read(2)
+
+
+def test_a_fragment_longer_than_the_table_says_is_not_served(tmp_path):
+    data = _file(encapsulate(FRAMES, has_bot=True), len(FRAMES))
+    longer = _with_table_and_fragment(data, lambda h: h[:4] + struct.pack("<I", struct.unpack("<I", h[4:])[0] + 2))
+    index = _index(longer, tmp_path, len(FRAMES))
+    with pytest.raises(InvalidInput):
+        index.read(2)
