@@ -47,7 +47,7 @@ from archive.indexing import sha256_file
 from archive.models import Instance, Series, Study
 from archive.services import StoreOutcome, store_files
 from archive.storage import get_storage
-from models3d import formats, measure, pipeline, volumes
+from models3d import formats, masks, measure, pipeline, volumes
 from models3d.kernels import Mesh as MeshArrays
 from models3d.kernels.config import SMOOTH_ITERATIONS, SMOOTH_PASSBAND
 from models3d.models import Mesh, MeshJob
@@ -515,22 +515,19 @@ def _mesh_and_write(job: MeshJob, progress: _Progress, outputs: list[_Output]) -
     params = job.params
     progress.set("read", _READ, 0.0, force_check=True)
     geometry = volumes.plan_volume(series_slices(job.series))
-    volume = volumes.read_volume(geometry, on_slice=lambda done, total: progress.set("read", _READ, done / total))
-    labelled = list(_label_volumes(job, geometry, volume))
-    del volume
-    if not labelled:
-        raise InvalidInput(f"nothing to mesh: the mask has no label with voxels on series {job.series.series_uid}")
+    labels = _label_volumes(job, geometry, progress)
     base = mesh_params(params)
     meshed: list[_Output] = []
-    for n, (label, data) in enumerate(labelled):
-        lo = _MESH[0] + (_MESH[1] - _MESH[0]) * n / len(labelled)
-        hi = _MESH[0] + (_MESH[1] - _MESH[0]) * (n + 1) / len(labelled)
+    for n, (label, data) in enumerate(labels):
+        lo = _MESH[0] + (_MESH[1] - _MESH[0]) * n / max(labels.count, n + 1)
+        hi = _MESH[0] + (_MESH[1] - _MESH[0]) * (n + 1) / max(labels.count, n + 1)
 
         def report(stage: str, fraction: float, lo=lo, hi=hi) -> None:
             a, b = _MESH_STAGES.get(stage, (0.0, 1.0))
             progress.set(stage, (lo, hi), a + (b - a) * fraction, force_check=fraction == 0.0)
 
         mesh, measured = _mesh_one(data, geometry.spacing_mm, base, params["target_triangles"], report)
+        del data  # the next label's mask is made while this one is let go
         if len(mesh.faces) == 0:
             what = f"label {label}" if label else describe_params(params)
             raise InvalidInput(f"nothing to mesh: no voxel of series {job.series.series_uid} is inside {what}; "
@@ -539,6 +536,8 @@ def _mesh_and_write(job: MeshJob, progress: _Progress, outputs: list[_Output]) -
         lo_mm, hi_mm = measure.bounding_box_mm(patient)
         meshed.append(_Output(label, patient, measured, tuple(map(float, lo_mm)), tuple(map(float, hi_mm)),
                               {}, {}))
+    if not meshed:
+        raise InvalidInput(f"nothing to mesh: the mask has no label with voxels on series {job.series.series_uid}")
     progress.set("write", _WRITE, 0.0, force_check=True)
     for n, output in enumerate(meshed):
         outputs.append(output)
@@ -554,26 +553,27 @@ def series_slices(series: Series) -> list[volumes.SliceInfo]:
     return [volumes.slice_from_json(storage.path(path), sop, cls, meta, syntax) for path, sop, cls, meta, syntax in rows]
 
 
-def _label_volumes(job: MeshJob, geometry: volumes.VolumeGeometry, volume: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
-    """The volume(s) to mesh: the CT itself for a threshold, one 0/1 volume per mask label."""
+def _label_volumes(job: MeshJob, geometry: volumes.VolumeGeometry, progress: _Progress) -> masks.LabelMasks:
+    """The volume(s) to mesh, each read as the job comes to it: the CT itself for a
+    threshold, one 0/1 volume per mask label (a mask job reads no CT pixels)."""
     mask = job.params.get("mask")
     if mask is None:
-        yield "", volume
-        return
-    from models3d import masks
+        def ct() -> Iterator[tuple[str, np.ndarray]]:
+            yield "", volumes.read_volume(
+                geometry, on_slice=lambda done, total: progress.set("read", _READ, done / total))
 
+        return masks.LabelMasks(1, ct())
     if "nifti_path" in mask:
         path = Path(mask["nifti_path"])
         if not path.is_file() or sha256_file(path) != mask["nifti_sha256"]:
             raise InvalidInput(f"the label map {path} is gone or has changed since the job was requested")
-        yield from masks.read_nifti_label_volumes(path, geometry, labels=mask["labels"])
-        return
+        return masks.read_nifti_label_volumes(path, geometry, labels=mask["labels"])
     source = Series.objects.filter(series_uid=mask["series_uid"], study_id=job.series.study_id).first()
     if source is None:
         raise InvalidInput(f"mask series {mask['series_uid']} is not in the study any more")
     storage = get_storage()
     paths = [storage.path(p) for p in Instance.objects.filter(series=source).values_list("path", flat=True)]
-    yield from masks.read_label_volumes(paths, geometry, labels=mask["labels"])
+    return masks.read_label_volumes(paths, geometry, labels=mask["labels"])
 
 
 def _mesh_one(data: np.ndarray, spacing_mm, params: pipeline.MeshParams, target: int | None,

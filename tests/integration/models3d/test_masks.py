@@ -196,3 +196,36 @@ def test_nifti_label_map_from_the_cli(tmp_path):
     path.write_bytes(nifti_bytes(np.zeros((32, 32, 24), np.uint8), affine=affine))
     with pytest.raises(CommandError, match="no label with voxels"):
         call_command("mesh", ct[0].SeriesInstanceUID, "--nifti", str(path), stdout=StringIO(), stderr=StringIO())
+
+
+@pytest.mark.django_db
+def test_label_masks_are_made_one_at_a_time(tmp_path):
+    """A label map of many labels (TotalSegmentator writes 117) never holds them all."""
+    import tracemalloc
+
+    from tests.factories.files import nifti_bytes
+
+    ct = store_series(sphere_datasets(study_uid=uid(), patient_id="MANY-1"))
+    geometry = volumes.plan_volume(services.series_slices(Series.objects.get(series_uid=ct[0].SeriesInstanceUID)))
+    nz, ny, nx = geometry.shape
+    labels = np.zeros((nz, ny, nx), np.uint8)
+    for value in range(1, 13):  # twelve bands across the rows
+        labels[:, (value - 1) * ny // 12 : value * ny // 12, :] = value
+    path = tmp_path / "many.nii"
+    path.write_bytes(nifti_bytes(np.ascontiguousarray(labels.transpose(2, 1, 0)), affine=np.diag([-0.5, -0.5, 1.0, 1.0])))
+    masks.read_nifti_label_volumes(path, geometry)  # imports done, outside the count
+    tracemalloc.start()
+    try:
+        found = masks.read_nifti_label_volumes(path, geometry)
+        held, _ = tracemalloc.get_traced_memory()  # the label map on the CT grid, 2 bytes a voxel
+        tracemalloc.reset_peak()
+        seen = [(name, int(mask.sum())) for name, mask in found]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert found.count == 12
+    assert [name for name, _ in seen] == [str(v) for v in range(1, 13)]
+    assert sum(voxels for _, voxels in seen) == labels.size
+    assert held < 4 * labels.size and peak - held < 4 * labels.size  # about two masks at a time, not twelve
+    asked = masks.read_nifti_label_volumes(path, geometry, labels=["3", "7"])
+    assert asked.count == 2 and [name for name, _ in asked] == ["3", "7"]
