@@ -43,7 +43,13 @@ class Command(BaseCommand):
                 # Beat in the same process sends the periodic tasks (CELERY_BEAT_SCHEDULE).
                 "--beat", "--schedule", str(settings.VAR_DIR / "celerybeat-schedule"),
             ]
-        children = {name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in commands.items()}
+        # The HTTP server in a session of its own: Ctrl-C signals the terminal's whole
+        # process group, and granian's workers, signalled directly, stop answering their
+        # parent and are killed after 10 s. Its parent alone gets SIGTERM, from here.
+        children = {
+            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR, start_new_session=name == "http")
+            for name, cmd in commands.items()
+        }
         base = settings.VITRINE_PUBLIC_URL or f"http://{http}"
         self.stdout.write(
             f"\nVitrine is running:\n"

@@ -183,3 +183,29 @@ def test_sigterm_stops_every_worker(served):
     assert len(children) == 2  # the two workers asked for
     assert served.stop() == 0
     assert not any(Path(f"/proc/{pid}").exists() for pid in children)
+
+
+def test_serve_stops_on_ctrl_c(served):
+    """``make run`` in a terminal: Ctrl-C sends SIGINT to the whole foreground group."""
+    env = {**served.env, "VITRINE_HTTP_PORT": str(_free_port()), "VITRINE_DICOM_PORT": str(_free_port()),
+           "VITRINE_HTTP_WORKERS": "2"}
+    serve = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "serve", "--no-worker"], env=env, cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", int(env["VITRINE_HTTP_PORT"])), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        time.sleep(2)  # the workers up, not only the listening socket
+        started = time.monotonic()
+        os.killpg(serve.pid, signal.SIGINT)
+        output = serve.communicate(timeout=30)[0]
+        assert time.monotonic() - started < 8, output
+        assert serve.returncode == 0 and "Killing" not in output, output
+    finally:
+        if serve.poll() is None:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait()
