@@ -144,6 +144,9 @@ VITRINE_MAX_UPLOAD_BYTES = int(os.environ.get("VITRINE_MAX_UPLOAD_BYTES", str(4 
 
 # --- Ingest ----------------------------------------------------------------------------
 VITRINE_MAX_INGEST_BYTES = int(os.environ.get("VITRINE_MAX_INGEST_BYTES", str(64 * 1024**3)))
+# Each Celery pool process loads the meshing kernels as it starts (models3d/tasks.py),
+# so that the first job does not wait for them; off for workers that never mesh.
+VITRINE_MESH_WARM_UP = _env_bool("VITRINE_MESH_WARM_UP", True)
 VITRINE_UPLOAD_EXPIRY_S = int(os.environ.get("VITRINE_UPLOAD_EXPIRY_S", str(7 * 24 * 3600)))
 
 # --- DIMSE -----------------------------------------------------------------------------

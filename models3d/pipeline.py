@@ -7,7 +7,7 @@ measurements, reporting progress through ``on_progress(stage, fraction)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -216,3 +216,22 @@ def mesh_volume(volume: Volume, spacing_mm: Spacing, params: MeshParams,
     measurements = measure.measure_mesh(mesh)
     report("measure", 1.0)
     return mesh, measurements
+
+
+#: The volume types a job hands to the isosurface (CT int16, or float32 where the
+#: rescale needs it; micro-CT uint16; masks and HU bands uint8): each is a compiled
+#: specialization of its own.
+VOLUME_DTYPES = (np.int16, np.uint16, np.uint8, np.float32)
+
+
+def warm_up() -> None:
+    """Load every kernel a job runs, for each of :data:`VOLUME_DTYPES`, by meshing a
+    small ball through every stage: from Numba's disk cache in about a second, or
+    compiled (about a minute of one core) where the cache is empty, as after an
+    install. A job that comes after starts computing at once."""
+    z, y, x = np.mgrid[:12, :12, :12]
+    ball = ((z - 5.5) ** 2 + (y - 5.5) ** 2 + (x - 5.5) ** 2 < 16).astype(np.uint8) * 100
+    params = MeshParams(iso=50.0, keep_largest=True, min_island_mm3=1.0, smooth_iterations=2, decimate_ratio=0.5)
+    for dtype in VOLUME_DTYPES:
+        mesh_volume(ball.astype(dtype), (1.0, 1.0, 1.0), params)
+        mesh_volume(ball.astype(dtype), (1.0, 1.0, 1.0), replace(params, decimate_ratio=None, decimate_count=100))

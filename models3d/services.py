@@ -9,6 +9,7 @@ gives the same job and, even if the job row is gone, the same instances.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -579,7 +581,30 @@ def _label_volumes(job: MeshJob, geometry: volumes.VolumeGeometry, progress: _Pr
 def _mesh_one(data: np.ndarray, spacing_mm, params: pipeline.MeshParams, target: int | None,
               report: Callable[[str, float], None]) -> tuple[MeshArrays, measure.MeshMeasurements]:
     """The pipeline, decimating to at most ``target`` triangles before it measures."""
-    return pipeline.mesh_volume(data, spacing_mm, replace(params, decimate_count=target), on_progress=report)
+    with _KERNELS:
+        return pipeline.mesh_volume(data, spacing_mm, replace(params, decimate_count=target), on_progress=report)
+
+
+#: One pipeline run at a time in a process: a job's, or the warm-up's. Two at once
+#: would split the cores, and Numba's fallback threading layer (workqueue) refuses
+#: parallel kernels launched from two threads.
+_KERNELS = threading.Lock()
+
+
+def warm_up_kernels() -> None:
+    """Load the meshing kernels in this process (``pipeline.warm_up``), one process of
+    the machine at a time: after an install the first compiles them into Numba's disk
+    cache, and the others then load them from it."""
+    started = time.monotonic()
+    try:
+        with open(settings.VAR_DIR / "mesh-kernels.lock", "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            with _KERNELS:
+                pipeline.warm_up()
+    except Exception:  # a worker that cannot warm up still meshes, only later
+        log.exception("loading the meshing kernels failed")
+        return
+    log.info("meshing kernels ready in %.1f s", time.monotonic() - started)
 
 
 # --- DICOM --------------------------------------------------------------------------------
