@@ -529,7 +529,7 @@ def _mesh_and_write(job: MeshJob, progress: _Progress, outputs: list[_Output]) -
             progress.set(stage, (lo, hi), a + (b - a) * fraction, force_check=fraction == 0.0)
 
         mesh, measured = _mesh_one(data, geometry.spacing_mm, base, params["target_triangles"], report)
-        del data  # the next label's mask is made while this one is let go
+        del data  # not needed any more: at most this mask and the next one are held
         if len(mesh.faces) == 0:
             what = f"label {label}" if label else describe_params(params)
             raise InvalidInput(f"nothing to mesh: no voxel of series {job.series.series_uid} is inside {what}; "
