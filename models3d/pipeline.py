@@ -184,7 +184,8 @@ def mesh_volume(volume: Volume, spacing_mm: Spacing, params: MeshParams,
     vol, spacing, offset = crop_and_downsample(vol, spacing, params.crop, params.downsample)
     data, iso = _surface_input(vol, params)
     report("isosurface", 0.0)
-    mesh = isosurface(data, iso, spacing, threads=params.threads)
+    mesh = isosurface(data, iso, spacing, threads=params.threads,
+                      on_progress=lambda fraction: report("isosurface", fraction))
     report("isosurface", 1.0)
     if params.keep_largest or params.min_island_mm3 > 0:
         report("components", 0.0)
@@ -195,8 +196,8 @@ def mesh_volume(volume: Volume, spacing_mm: Spacing, params: MeshParams,
         report("components", 1.0)
     if params.smooth_iterations > 0 and len(mesh.faces):
         report("smooth", 0.0)
-        mesh = smooth(mesh, params.smooth_iterations, params.smooth_passband,
-                      threads=params.threads)
+        mesh = smooth(mesh, params.smooth_iterations, params.smooth_passband, threads=params.threads,
+                      on_progress=lambda fraction: report("smooth", fraction))
         report("smooth", 1.0)
     if params.decimate_ratio is not None and params.decimate_count is not None:
         raise InvalidInput("give at most one of decimate_ratio and decimate_count")

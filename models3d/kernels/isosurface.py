@@ -22,6 +22,7 @@ x-edge crossing) and a few ints per row.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from numba import njit, prange
@@ -249,7 +250,14 @@ def check_volume(volume: Volume, spacing: Spacing) -> tuple[np.ndarray, tuple[fl
     return np.ascontiguousarray(volume), (dz, dy, dx)
 
 
-def isosurface(volume: Volume, iso: float, spacing: Spacing, threads: int | None = None) -> Mesh:
+#: The share of the work done after each pass, for progress: listing the crossings
+#: weighs most on a sparse surface, emitting on a dense one (a 256³ CT torso: 16, 33,
+#: 13, 25 % of the time; a porous micro-CT: 3, 8, 22, 67 %).
+PASS_SHARES = (0.1, 0.25, 0.4, 1.0)
+
+
+def isosurface(volume: Volume, iso: float, spacing: Spacing, threads: int | None = None,
+               on_progress: Callable[[float], None] | None = None) -> Mesh:
     """Extract the closed, merged, outward-oriented isosurface ``value = iso``.
 
     Parameters
@@ -262,6 +270,10 @@ def isosurface(volume: Volume, iso: float, spacing: Spacing, threads: int | None
         ``(dz, dy, dx)`` in mm, all positive.
     threads : int, optional
         Numba threads (slabs of z run in parallel); all available by default.
+    on_progress : callable, optional
+        Called after each of the four passes with a rough share of the work done
+        (:data:`PASS_SHARES`, ending at 1.0). An exception it raises stops the
+        extraction and propagates (a cancelled job).
 
     Returns
     -------
@@ -283,16 +295,20 @@ def isosurface(volume: Volume, iso: float, spacing: Spacing, threads: int | None
         return empty_mesh()
     level = _threshold(vol, float(iso))
     thr = np.int64(level) if isinstance(level, int) else np.float64(level)
+    report = on_progress or (lambda fraction: None)
     with numba_threads(threads, chunk=4):
         xcount = np.zeros((nz + 2, ny + 2), np.int64)
         _count_row_crossings(vol, thr, xcount)
+        report(PASS_SHARES[0])
         xstart = (np.cumsum(xcount.ravel()) - xcount.ravel()).reshape(xcount.shape)
         xpos = np.empty(int(xcount.sum()), np.int32)
         _list_row_crossings(vol, thr, xstart, xpos)
+        report(PASS_SHARES[1])
         ycount = np.zeros_like(xcount)
         zcount = np.zeros_like(xcount)
         ntri = np.zeros((nz + 1, ny + 1), np.int64)
         _count_cells(xpos, xstart, xcount, nx, TRI_COUNT, ycount, zcount, ntri)
+        report(PASS_SHARES[2])
         per_row = (xcount + ycount + zcount).ravel()
         n_vertices = int(per_row.sum())
         n_faces = int(ntri.sum())
@@ -306,6 +322,7 @@ def isosurface(volume: Volume, iso: float, spacing: Spacing, threads: int | None
         faces = np.empty((n_faces, 3), np.int32)
         _emit(vol, float(iso), dz, dy, dx, xpos, xstart, xcount, TRI_COUNT, TRI_EDGES,
               start, start + xcount, start + xcount + ycount, toff, T_CLAMP, T_PAD, verts, faces)
+    report(PASS_SHARES[3])
     return Mesh(verts, faces)
 
 

@@ -16,6 +16,8 @@ adjacency and a ``prange`` over vertices per iteration.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -237,8 +239,13 @@ def sinc_coefficients(iterations: int, passband: float, window: str = "nuttall")
     return coef / coef.sum()
 
 
+#: The share of the work that building the vertex adjacency takes, for progress.
+ADJACENCY_SHARE = 0.15
+
+
 def smooth(mesh: Mesh, iterations: int = SMOOTH_ITERATIONS, passband: float = SMOOTH_PASSBAND,
-           window: str = "nuttall", threads: int | None = None) -> Mesh:
+           window: str = "nuttall", threads: int | None = None,
+           on_progress: Callable[[float], None] | None = None) -> Mesh:
     """Smooth a mesh with a windowed-sinc low-pass filter, preserving its volume.
 
     Parameters
@@ -254,6 +261,10 @@ def smooth(mesh: Mesh, iterations: int = SMOOTH_ITERATIONS, passband: float = SM
         scale best; Hamming is Taubin's original and changes sizes by up to ~1%.
     threads : int, optional
         Numba threads; all by default.
+    on_progress : callable, optional
+        Called after the adjacency is built and after every iteration with the share of
+        the work done, ending at 1.0. An exception it raises stops the smoothing and
+        propagates (a cancelled job).
 
     Returns
     -------
@@ -275,8 +286,10 @@ def smooth(mesh: Mesh, iterations: int = SMOOTH_ITERATIONS, passband: float = SM
     if len(mesh.faces) == 0:
         return mesh
     coef = sinc_coefficients(int(iterations), float(passband), window)
+    report = on_progress or (lambda fraction: None)
     with numba_threads(threads, chunk=8192):
         off, nbr, boundary = vertex_adjacency(mesh.faces, len(mesh.vertices))
+        report(ADJACENCY_SHARE)
         centre = mesh.vertices.mean(axis=0, dtype=np.float64)
         # float32 state about the centre (half the memory traffic of float64); each
         # vertex's neighbour sums are formed in float64.
@@ -285,8 +298,10 @@ def smooth(mesh: Mesh, iterations: int = SMOOTH_ITERATIONS, passband: float = SM
         acc = np.empty_like(prev)
         _first_step(off, nbr, boundary, prev, cur, acc, float(coef[0]), float(coef[1]))
         for n in range(2, int(iterations) + 1):
+            report(ADJACENCY_SHARE + (1.0 - ADJACENCY_SHARE) * (n - 1) / iterations)
             _chebyshev_step(off, nbr, boundary, prev, cur, acc, float(coef[n]))
             prev, cur = cur, prev
         out = np.empty(mesh.vertices.shape, np.float32)
         _to_float32(acc, centre, boundary, mesh.vertices, out)
+    report(1.0)
     return Mesh(out, mesh.faces)

@@ -193,3 +193,22 @@ def test_iso_outside_the_dtype_range():
     data = np.full((3, 3, 3), 7, np.uint8)
     assert len(isosurface(data, 255.0, (1, 1, 1)).faces) == 0
     assert measure.is_watertight(isosurface(data, -3.0, (1, 1, 1)))
+
+
+def test_progress_after_each_pass_and_an_exception_stops_it():
+    from models3d.kernels.isosurface import PASS_SHARES
+
+    vol = sphere_volume((24, 24, 24))
+    seen: list[float] = []
+    mesh = isosurface(vol.data, vol.iso, vol.spacing_mm, on_progress=seen.append)
+    assert seen == list(PASS_SHARES) and seen[-1] == 1.0
+    assert np.array_equal(mesh.faces, isosurface(vol.data, vol.iso, vol.spacing_mm).faces)
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(fraction: float) -> None:
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        isosurface(vol.data, vol.iso, vol.spacing_mm, on_progress=cancel)

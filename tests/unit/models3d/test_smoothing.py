@@ -119,3 +119,22 @@ def test_boundary_vertices_stay_put():
 def test_rejects_bad_parameters(kwargs):
     with pytest.raises(InvalidInput):
         smooth(octasphere_mesh(1), **kwargs)
+
+
+def test_progress_after_each_iteration_and_an_exception_stops_it():
+    mesh = octasphere_mesh(3)
+    seen: list[float] = []
+    smoothed = smooth(mesh, 10, on_progress=seen.append)
+    assert len(seen) == 1 + 9 + 1  # the adjacency, iterations 2-10, the end
+    assert seen == sorted(seen) and 0.0 < seen[0] < 1.0 and seen[-1] == 1.0
+    assert np.array_equal(smoothed.vertices, smooth(mesh, 10).vertices)
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel_at_half(fraction: float) -> None:
+        if fraction >= 0.5:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        smooth(mesh, 10, on_progress=cancel_at_half)
