@@ -88,15 +88,15 @@ def read_label_volumes(paths: Sequence[str | Path], geometry: VolumeGeometry,
     if sop_classes == {SEG_SOP_CLASS}:
         present = [(int(s.SegmentNumber), str(s.SegmentLabel)) for ds in headers for s in ds.SegmentSequence]
         count = _check_present(labels, present, "the segmentation has no segment")
-        reader = read_seg_masks
-    elif sop_classes == {RTSTRUCT_SOP_CLASS}:
+        # highdicom reads each instance again, pixels and all, when its masks are made.
+        return LabelMasks(count, (mask for path in paths for mask in read_seg_masks(path, geometry, labels)))
+    if sop_classes == {RTSTRUCT_SOP_CLASS}:
         present = [(int(r.ROINumber), str(r.get("ROIName", "")))
                    for ds in headers for r in ds.get("StructureSetROISequence", [])]
         count = _check_present(labels, present, "the structure set has no ROI")
-        reader = read_rtstruct_masks
-    else:
-        raise InvalidInput(f"a mask series must hold DICOM SEG or RTSTRUCT only, got SOP classes {sorted(sop_classes)}")
-    return LabelMasks(count, (mask for path in paths for mask in reader(path, geometry, labels)))
+        # A structure set has no pixel data: the header pass read it whole.
+        return LabelMasks(count, (mask for ds in headers for mask in read_rtstruct_masks(ds, geometry, labels)))
+    raise InvalidInput(f"a mask series must hold DICOM SEG or RTSTRUCT only, got SOP classes {sorted(sop_classes)}")
 
 
 # --- DICOM SEG (highdicom) ---------------------------------------------------------------
@@ -166,15 +166,16 @@ def fill_polygon(shape: tuple[int, int], xs: np.ndarray, ys: np.ndarray) -> np.n
     return inside
 
 
-def read_rtstruct_masks(path: str | Path, geometry: VolumeGeometry,
+def read_rtstruct_masks(source: str | Path | pydicom.Dataset, geometry: VolumeGeometry,
                         labels: Sequence[str] = ()) -> Iterator[tuple[str, np.ndarray]]:
     """One 0/1 mask per wanted ROI, made as it is asked for: closed planar contours
-    filled slice by slice.
+    filled slice by slice. ``source`` is the structure set's file, or the data set read
+    from it.
 
     Contours of one ROI on one slice combine by the even-odd rule, so an inner
     contour cuts a hole (the common reading of PS3.3 C.8.8.6).
     """
-    ds = pydicom.dcmread(str(path))
+    ds = source if isinstance(source, pydicom.Dataset) else pydicom.dcmread(str(source))
     names = {int(r.ROINumber): str(r.get("ROIName", "")) for r in ds.get("StructureSetROISequence", [])}
     nz, ny, nx = geometry.shape
     for roi in ds.get("ROIContourSequence", []):
