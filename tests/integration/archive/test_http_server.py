@@ -26,6 +26,7 @@ import pytest
 
 from archive.httpserver import http_command
 from tests.factories.datasets import ct_slice, write_files
+from tests.services import free_port, wait_for_port
 
 pytestmark = [
     pytest.mark.integration,
@@ -44,12 +45,6 @@ MAKE_CURATOR = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Served:
     """A running server and the archive behind it."""
 
@@ -62,7 +57,7 @@ class Served:
         self.var = var
         self.manage("migrate", "-v", "0")
         self.manage("shell", "-c", MAKE_CURATOR)
-        self.port = _free_port()
+        self.port = free_port()
         self.process: subprocess.Popen | None = None
 
     def manage(self, *args: str) -> str:
@@ -191,18 +186,12 @@ def test_sigterm_stops_every_worker(served):
 
 def test_serve_stops_on_ctrl_c(served):
     """``make run`` in a terminal: Ctrl-C sends SIGINT to the whole foreground group."""
-    env = {**served.env, "VITRINE_HTTP_PORT": str(_free_port()), "VITRINE_DICOM_PORT": str(_free_port()),
+    env = {**served.env, "VITRINE_HTTP_PORT": str(free_port()), "VITRINE_DICOM_PORT": str(free_port()),
            "VITRINE_HTTP_WORKERS": "2"}
     serve = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "serve", "--no-worker"], env=env, cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", int(env["VITRINE_HTTP_PORT"])), timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.2)
+        wait_for_port(int(env["VITRINE_HTTP_PORT"]), timeout=60)
         time.sleep(2)  # the workers up, not only the listening socket
         started = time.monotonic()
         os.killpg(serve.pid, signal.SIGINT)

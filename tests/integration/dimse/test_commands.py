@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from archive.models import Modality
+from tests.services import free_port
 
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 
@@ -53,12 +53,6 @@ def test_bad_arguments(args, message):
         _call(*args)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 _IGNORE_SIGINT_THEN_EXEC = (
     "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
     "os.execv(sys.argv[1], sys.argv[1:])"
@@ -69,7 +63,7 @@ _IGNORE_SIGINT_THEN_EXEC = (
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 def test_dicomscp_serves_in_the_foreground_until_signalled(tmp_path, stop_signal):
     env = {**os.environ, "VITRINE_VAR": str(tmp_path), "VITRINE_DICOM_HOST": "127.0.0.1"}
-    port = _free_port()
+    port = free_port()
     env["VITRINE_DICOM_PORT"] = str(port)
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True, timeout=120)

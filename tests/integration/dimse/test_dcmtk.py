@@ -20,6 +20,7 @@ from pynetdicom import build_context
 from archive.models import Instance, Modality
 from archive.storage import get_storage
 from tests.factories.datasets import ct_series, ct_slice, instance, jpeg_photo, uid, write_files
+from tests.services import free_port
 
 from .conftest import SCU, associate, dataset_bytes, files_under
 
@@ -139,16 +140,10 @@ def test_getscu_series_is_byte_identical(scp, registered, tmp_path):
         assert dataset_bytes(retrieved[sop_uid]) == dataset_bytes(data)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def _storescp(out: Path, *options: str) -> Iterator[str]:
     """A dcmtk storescp writing to ``out``, registered as a C-MOVE destination; yields its AE title."""
-    port = _free_port()
+    port = free_port()
     Modality.objects.create(ae_title="STORESCP", host="127.0.0.1", port=port)
     storescp = subprocess.Popen(
         ["storescp", *options, "-aet", "STORESCP", "-od", str(out), str(port)],
