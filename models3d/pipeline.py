@@ -15,7 +15,7 @@ from archive.errors import InvalidInput
 from models3d import measure
 from models3d.kernels import Mesh, decimate, isosurface, smooth
 from models3d.kernels.config import SMOOTH_ITERATIONS, SMOOTH_PASSBAND
-from models3d.kernels.isosurface import check_volume
+from models3d.kernels.isosurface import SUPPORTED_DTYPES, check_volume
 from models3d.measure import MeshMeasurements
 from models3d.typed import ProgressCallback, Spacing, Volume
 
@@ -219,20 +219,15 @@ def mesh_volume(volume: Volume, spacing_mm: Spacing, params: MeshParams,
     return mesh, measurements
 
 
-#: The volume types a job hands to the isosurface (CT int16, or float32 where the
-#: rescale needs it; micro-CT uint16; masks and HU bands uint8): each is a compiled
-#: specialization of its own.
-VOLUME_DTYPES = (np.int16, np.uint16, np.uint8, np.float32)
-
-
 def warm_up() -> None:
-    """Load every kernel a job runs, for each of :data:`VOLUME_DTYPES`, by meshing a
-    small ball through every stage: from Numba's disk cache in about a second, or
-    compiled (about a minute of one core) where the cache is empty, as after an
-    install. A job that comes after starts computing at once."""
+    """Load every kernel a job runs, for each volume type the isosurface takes
+    (``SUPPORTED_DTYPES``, each a specialization of its own), by meshing a small ball
+    through every stage: from Numba's disk cache in about a second, or compiled (about
+    a minute of one core) where the cache is empty, as after an install. A job that
+    comes after starts computing at once."""
     z, y, x = np.mgrid[:12, :12, :12]
     ball = ((z - 5.5) ** 2 + (y - 5.5) ** 2 + (x - 5.5) ** 2 < 16).astype(np.uint8) * 100
     params = MeshParams(iso=50.0, keep_largest=True, min_island_mm3=1.0, smooth_iterations=2, decimate_ratio=0.5)
-    for dtype in VOLUME_DTYPES:
+    for dtype in SUPPORTED_DTYPES:
         mesh_volume(ball.astype(dtype), (1.0, 1.0, 1.0), params)
         mesh_volume(ball.astype(dtype), (1.0, 1.0, 1.0), replace(params, decimate_ratio=None, decimate_count=100))

@@ -21,6 +21,7 @@ import sys
 import numpy as np
 from numba.core.dispatcher import Dispatcher
 from models3d import pipeline
+from models3d.kernels.isosurface import SUPPORTED_DTYPES
 
 def loaded():
     return sum(len(value.overloads) for name, module in list(sys.modules.items()) if name.startswith("models3d")
@@ -31,7 +32,7 @@ if sys.argv[1] == "warm":
 before = loaded()
 z, y, x = np.mgrid[:20, :20, :20]
 ball = (((z - 9.5) ** 2 + (y - 9.5) ** 2 + (x - 9.5) ** 2) < 40).astype(np.uint8) * 100
-for dtype in pipeline.VOLUME_DTYPES:
+for dtype in SUPPORTED_DTYPES:
     params = pipeline.MeshParams(iso=50.0, keep_largest=True, smooth_iterations=20, decimate_count=300)
     pipeline.mesh_volume(ball.astype(dtype), (1.0, 0.8, 0.8), params)
 print(before, loaded())
