@@ -36,6 +36,7 @@ _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _ITEM_LE = 0xE000FFFE  # the Item tag (FFFE,E000) read as one little-endian uint32
 _SEQ_END_LE = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+_ITEM_HEADER = struct.Struct("<HHI")
 _PIXEL_DATA = 0x7FE00010
 _EXTENDED_OFFSETS, _EXTENDED_LENGTHS = 0x7FE00001, 0x7FE00002
 
@@ -412,6 +413,11 @@ def add_part10_preamble(path) -> bool:
         fp.seek(0)
         fp.write(b"\0" * _PREAMBLE + b"DICM" + rest)
     return True
+
+
+def item_header(length: int) -> bytes:
+    """The 8 bytes, little endian, that open an encapsulated fragment of ``length`` bytes."""
+    return _ITEM_HEADER.pack(0xFFFE, 0xE000, length)
 
 
 def frame_extents(layout: Layout, number_of_frames: int, frame_bytes: int) -> list[list[Fragment]]:

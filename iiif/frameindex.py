@@ -13,12 +13,11 @@ Stored files never change in place, so an index never goes stale.
 from __future__ import annotations
 
 import os
-import struct
 from array import array
 from dataclasses import dataclass, field
 
 from archive import frames
-from archive.part10 import frame_extents, scan_part10
+from archive.part10 import frame_extents, item_header, scan_part10
 
 
 class FrameIndex:
@@ -70,22 +69,22 @@ class FrameIndex:
             return frames.read_frames(self.path, self._metadata, self.number_of_frames, [index + 1])[0]
         if not 0 <= index < len(layout.offsets):
             raise IndexError(f"frame {index} is not in {self.path}, which has {len(layout.offsets)}")
-        if layout.unchecked:
-            offset, length = layout.offsets[index], layout.lengths[index]
-            data = _pread(self.path, length + 8, offset - 8)
-            if data[:8] == _ITEM_HEADER.pack(0xFFFE, 0xE000, length) and len(data) == length + 8:
-                return data[8:]
-            # Not the one fragment the table promised (a frame of several fragments, or a
-            # damaged file): walk every item once, as a scan that checks does, and read
-            # from that; a damaged file raises InvalidInput there.
-            self._layout = self._scan(check_fragments=True)
-            return self.read(index)
-        parts = layout.split.get(index) or [(layout.offsets[index], layout.lengths[index])]
         fd = os.open(self.path, os.O_RDONLY)
         try:
-            return b"".join(os.pread(fd, length, offset) for offset, length in parts)
+            if not layout.unchecked:
+                parts = layout.split.get(index) or [(layout.offsets[index], layout.lengths[index])]
+                return b"".join(os.pread(fd, length, offset) for offset, length in parts)
+            offset, length = layout.offsets[index], layout.lengths[index]
+            data = os.pread(fd, length + 8, offset - 8)
+            if len(data) == length + 8 and data[:8] == item_header(length):
+                return data[8:]
         finally:
             os.close(fd)
+        # Not the one fragment the table promised (a frame of several fragments, or a
+        # damaged file): walk every item once, as a scan that checks does, and read from
+        # that; a damaged file raises InvalidInput there.
+        self._layout = self._scan(check_fragments=True)
+        return self.read(index)
 
 
 @dataclass
@@ -98,14 +97,3 @@ class _Frames:
     # Taken from the Basic Offset Table unread: read() checks each item header.
     unchecked: bool = False
     deflated: bool = False
-
-
-_ITEM_HEADER = struct.Struct("<HHI")  # (FFFE,E000) and the item's length, little endian
-
-
-def _pread(path: str, length: int, offset: int) -> bytes:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.pread(fd, length, offset)
-    finally:
-        os.close(fd)

@@ -31,6 +31,7 @@ from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
 
 from archive.errors import InvalidInput, PayloadTooLarge
+from archive.part10 import item_header
 
 __all__ = [
     "CHUNK_SIZE",
@@ -47,7 +48,6 @@ __all__ = [
 CHUNK_SIZE = 8 * 1024 * 1024
 ENCAPSULATED_DOCUMENT = Tag(0x0042, 0x0011)
 PIXEL_DATA = Tag(0x7FE0, 0x0010)
-_ITEM = struct.pack("<HH", 0xFFFE, 0xE000)
 _SEQ_DELIMITER = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
 IMPLEMENTATION_VERSION = "VITRINE_010"
 
@@ -268,7 +268,7 @@ class FrameWriter:
             self._eot_pos = self._fp.tell() - (8 * n + 12) * 2 + 12
         self._fp.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OB", 0, 0xFFFFFFFF))
         table = 0 if self._extended else 4 * n
-        self._fp.write(_ITEM + struct.pack("<I", table))
+        self._fp.write(item_header(table))
         self._table_pos = self._fp.tell()
         self._fp.write(b"\x00" * table)
 
@@ -279,7 +279,7 @@ class FrameWriter:
         pad = len(data) & 1
         self._offsets.append(self._next_offset)
         self._lengths.append(len(data))
-        self._fp.write(_ITEM + struct.pack("<I", len(data) + pad))
+        self._fp.write(item_header(len(data) + pad))
         self._fp.write(data)
         if pad:
             self._fp.write(b"\x00")
